@@ -1,0 +1,59 @@
+//! The build record `cargo xtask image` writes and `scan` / `push` read:
+//! `target/xtask/image.json`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BuildRecord {
+    /// Local image id (`sha256:…`).
+    pub image_id: String,
+    /// Local repository name, e.g. `upscaler-splitter`.
+    pub repository: String,
+    /// Tags given locally: the full git SHA (with `-dirty` when the tree was dirty).
+    pub tags: Vec<String>,
+    /// Full git SHA of HEAD at build time.
+    pub git_sha: String,
+    /// Whether the work tree had uncommitted changes.
+    pub dirty: bool,
+    /// Uncompressed image size in bytes.
+    pub size_bytes: u64,
+    pub platform: String,
+    pub version: String,
+    /// RFC 3339 build time.
+    pub created: String,
+}
+
+impl BuildRecord {
+    pub fn path() -> PathBuf {
+        crate::xtask_dir().join("image.json")
+    }
+
+    /// `repository:tag` of the primary tag.
+    pub fn image_ref(&self) -> String {
+        format!("{}:{}", self.repository, self.tags[0])
+    }
+
+    pub fn load() -> Result<BuildRecord> {
+        let path = Self::path();
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "no image built yet ({} missing): run `cargo xtask image` first",
+                path.display()
+            )
+        })?;
+        serde_json::from_str(&text).with_context(|| {
+            format!("{} is not a build record: rerun `cargo xtask image`", path.display())
+        })
+    }
+
+    pub fn save(&self) -> Result<()> {
+        let path = Self::path();
+        std::fs::create_dir_all(path.parent().expect("has a parent"))
+            .with_context(|| format!("cannot create {}", path.display()))?;
+        let text = serde_json::to_string_pretty(self).expect("serializable");
+        std::fs::write(&path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
