@@ -146,7 +146,10 @@ impl Scan {
         }
         let image = match &self.image {
             Some(image) => image.clone(),
-            None => BuildRecord::load()?.image_ref(),
+            None => {
+                let record = BuildRecord::load()?;
+                if record.tags.is_empty() { record.image_id } else { record.image_ref() }
+            }
         };
         let xtask_dir = crate::xtask_dir();
         let out_dir = xtask_dir.join("scan");
@@ -231,14 +234,10 @@ impl Scan {
             append(Path::new(&step_summary), &markdown)?;
         }
 
-        let blocking = gate.blocking(&report);
-        if !blocking.is_empty() {
-            let what = if gate.include_unfixed { "" } else { " fixable" };
+        if let Some(verdict) = gate.verdict(&report) {
             bail!(
-                "vulnerability gate failed: {}{what} {} vulnerabilities in {image} (listed above, \
-                 SARIF in {}): update the base image or packages, or accept a CVE in {}",
-                blocking.len(),
-                gate.names(),
+                "vulnerability gate failed: {verdict} in {image} (listed above, SARIF in {}): \
+                 update the base image or packages, or accept a CVE in {}",
                 shown(&out_dir.join(SARIF_REPORT)),
                 ignore_shown
             );

@@ -389,8 +389,9 @@ fn a_fixable_high_fails_the_gate_and_every_report_lists_it() {
         )
     };
     let error = run.error_line();
-    assert!(error.contains("vulnerability gate failed"), "{error}");
-    assert!(error.contains(DEBIAN_IMAGE), "{error}");
+    let verdict =
+        format!("gate failed: 2 fixable CRITICAL/HIGH findings (1 CVE) in {DEBIAN_IMAGE}");
+    assert!(error.contains(&verdict), "{error}");
     // glibc's advisory hits both of its binary packages in the image.
     for package in ["libc6", "libc-bin"] {
         let cells = row(&run.stdout, "CVE-2099-1001", package)
@@ -436,7 +437,8 @@ fn a_low_finding_passes_the_gate_but_is_in_sarif() {
 
     // The same finding gates when LOW is asked for.
     let run = world.scan(&["--image", DEBIAN_IMAGE, "--severity", "low,medium"]);
-    assert!(run.error_line().contains("1 fixable MEDIUM/LOW"), "{}", run.stderr);
+    let error = run.error_line();
+    assert!(error.contains("1 fixable MEDIUM/LOW finding (1 CVE)"), "{error}");
     assert!(row(&run.stdout, "CVE-2099-2001", "libgmp10").is_some(), "{}", run.stdout);
 }
 
@@ -490,7 +492,8 @@ fn unfixed_vulnerabilities_count_only_with_include_unfixed() {
     );
 
     let run = world.scan(&["--image", DEBIAN_IMAGE, "--include-unfixed"]);
-    assert!(run.error_line().contains("2 CRITICAL/HIGH vulnerabilities"), "{}", run.stderr);
+    let error = run.error_line();
+    assert!(error.contains("gate failed: 2 CRITICAL/HIGH findings (1 CVE)"), "{error}");
     let cells = row(&run.stdout, "CVE-2099-5001", "libc6").expect("gating row");
     assert_eq!(cells[3..], ["(no", "fix)"]);
 }

@@ -178,6 +178,25 @@ impl Gate {
             .collect()
     }
 
+    /// "2 fixable CRITICAL/HIGH findings (1 CVE)": what fails the gate, for the error line.
+    pub fn verdict(&self, report: &Report) -> Option<String> {
+        let blocking = self.blocking(report);
+        if blocking.is_empty() {
+            return None;
+        }
+        let ids: BTreeSet<&str> = blocking.iter().map(|f| f.id.as_str()).collect();
+        let fixable = if self.include_unfixed { "" } else { " fixable" };
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        Some(format!(
+            "{}{fixable} {} finding{} ({} CVE{})",
+            blocking.len(),
+            self.names(),
+            plural(blocking.len()),
+            ids.len(),
+            plural(ids.len())
+        ))
+    }
+
     /// `CRITICAL/HIGH`, highest first.
     pub fn names(&self) -> String {
         let names: Vec<&str> = self.severities.iter().rev().map(|s| s.as_str()).collect();
@@ -206,7 +225,8 @@ pub fn summary_text(report: &Report, gate: &Gate, ignorefile: &str) -> String {
     for severity in Severity::ALL {
         let (total, fixable) = report.count(severity);
         let gates = if gate.severities.contains(&severity) { "yes" } else { "" };
-        let _ = writeln!(out, "  {:<10} {total:>6} {fixable:>8}  {gates}", severity.as_str());
+        let line = format!("  {:<10} {total:>6} {fixable:>8}  {gates}", severity.as_str());
+        let _ = writeln!(out, "{}", line.trim_end());
     }
     if report.suppressed > 0 {
         let _ = writeln!(out, "  suppressed by {ignorefile}: {}", report.suppressed);
@@ -394,6 +414,13 @@ mod tests {
         assert!(md.contains("| CVE-2 | HIGH | libc6 | 2.41-12 | 2.41-13 |"), "{md}");
         assert!(md.contains("| LOW | 1 | 1 |  |"), "{md}");
         assert!(md.starts_with("### ❌"), "{md}");
+        assert_eq!(g.verdict(&r).as_deref(), Some("1 fixable CRITICAL/HIGH finding (1 CVE)"));
+        assert_eq!(
+            gate("CRITICAL,HIGH,LOW", true).verdict(&r).as_deref(),
+            Some("3 CRITICAL/HIGH/LOW findings (3 CVEs)")
+        );
+        assert!(gate("MEDIUM", false).verdict(&r).is_none());
+        assert!(!text.lines().any(|l| l.ends_with(' ')), "no trailing spaces: {text:?}");
         let pass = summary_text(&r, &gate("MEDIUM", false), "i");
         assert!(pass.contains("Gate (MEDIUM, unfixed ignored): passed"), "{pass}");
     }
