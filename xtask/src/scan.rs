@@ -87,10 +87,12 @@ pub struct Scan {
 
 #[derive(Debug, Subcommand)]
 enum Action {
-    /// Write the generated offline vulnerability DB (no real advisories) into a Trivy cache
-    /// directory and/or publish it to a local registry as REGISTRY/trivy-db:2, for machines
-    /// without internet. With internet, mirror the real DB instead:
-    /// `oras copy ghcr.io/aquasecurity/trivy-db:2 REGISTRY/trivy-db:2`.
+    /// Put a generated vulnerability DB in a cache dir or a local registry (air-gapped runs).
+    ///
+    /// The DB holds no real advisories, only a LOW marker (XTASK-OFFLINE-DB on base-files) that
+    /// shows in reports that the scan used it. It goes into a Trivy cache directory (replacing
+    /// any DB there) and/or a local registry as REGISTRY/trivy-db:2. With internet, mirror the
+    /// real DB instead: `oras copy ghcr.io/aquasecurity/trivy-db:2 REGISTRY/trivy-db:2`.
     OfflineDb(OfflineDb),
 }
 
@@ -161,7 +163,8 @@ impl Scan {
         if self.dry_run {
             println!("{scan}");
             for (format, file) in [("sarif", SARIF_REPORT), ("cyclonedx", SBOM)] {
-                println!("{}", self.convert_cmd(sh, format, &out_dir.join(file), &out_dir));
+                let json = out_dir.join(JSON_REPORT);
+                println!("{}", self.convert_cmd(sh, format, &out_dir.join(file), &json));
             }
             return Ok(());
         }
