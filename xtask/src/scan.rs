@@ -188,16 +188,13 @@ impl Scan {
             .with_context(|| format!("cannot write {}", log_path.display()))?;
         if !out.status.success() {
             let _ = std::fs::remove_file(&partial);
-            bail!(
-                "{}",
-                explain_failure(
-                    &String::from_utf8_lossy(&out.stderr),
-                    &self,
-                    &cache_dir,
-                    &image,
-                    &log_path
-                )
-            );
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            let why = explain_failure(&stderr, &self, &cache_dir, &image, &log_path);
+            if let Some(step_summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+                let markdown = format!("### ⚠️ Trivy could not scan `{image}`\n\n{why}\n");
+                append(Path::new(&step_summary), &markdown)?;
+            }
+            bail!("{why}");
         }
         let text = std::fs::read_to_string(&partial)
             .with_context(|| format!("Trivy wrote no report (see {})", shown(&log_path)))?;

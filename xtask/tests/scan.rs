@@ -714,7 +714,18 @@ fn a_broken_db_is_a_trivy_failure_not_a_gate_result() {
     std::fs::create_dir_all(world.report("")).expect("report dir");
     std::fs::write(world.report("trivy.sarif"), "{}").expect("stale report");
     std::fs::write(world.cache().join("db/trivy.db"), vec![0xAB; 8192]).expect("corrupt the DB");
-    let run = world.scan(&["--image", DEBIAN_IMAGE]);
+    let step_summary = world.dir.path().join("step-summary.md");
+    let run = {
+        let cache = world.cache().display().to_string();
+        let _turn = scan_lock();
+        xtask(
+            &["scan", "--image", DEBIAN_IMAGE, "--cache-dir", &cache, "--skip-db-update"],
+            &[
+                ("CARGO_TARGET_DIR", world.target().to_str().expect("utf-8")),
+                ("GITHUB_STEP_SUMMARY", step_summary.to_str().expect("utf-8")),
+            ],
+        )
+    };
     let line = run.error_line();
     assert!(line.contains("Trivy failed") && line.contains("is unusable"), "{line}");
     assert!(!line.contains("gate"), "{line}");
@@ -722,6 +733,9 @@ fn a_broken_db_is_a_trivy_failure_not_a_gate_result() {
         assert!(!world.report(report).exists(), "{report} must not exist after a failed scan");
     }
     assert!(world.report("trivy.log").exists(), "Trivy's log is kept for the user");
+    let summary = std::fs::read_to_string(&step_summary).expect("step summary written");
+    assert!(summary.starts_with("### ⚠️ Trivy could not scan"), "{summary}");
+    assert!(summary.contains("is unusable"), "{summary}");
 }
 
 #[test]
