@@ -6,7 +6,7 @@
 
 use std::future::Future;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tokio::runtime::Runtime;
 
@@ -20,6 +20,7 @@ pub struct Aws {
 
 impl Aws {
     /// Loads the configuration for `region` from the default chain.
+    #[allow(dead_code)] // used by push, deploy and itest (their branches land separately)
     pub fn load(region: &str) -> Result<Aws> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -28,6 +29,32 @@ impl Aws {
         let config = rt.block_on(
             aws_config::defaults(BehaviorVersion::latest())
                 .region(Region::new(region.to_owned()))
+                .load(),
+        );
+        Ok(Aws { rt, config })
+    }
+
+    /// Configuration for the local stack at `endpoint_url`, with its dummy credentials: whatever
+    /// the caller's shell says (profiles, `AWS_*`), calls made through this never reach real AWS.
+    /// Only `cargo xtask local` uses it; every other command reads `AWS_ENDPOINT_URL` from the
+    /// environment like any SDK client.
+    pub fn local(region: &str, endpoint_url: &str) -> Result<Aws> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the tokio runtime")?;
+        let credentials = aws_sdk_sts::config::Credentials::new(
+            crate::config::LOCAL_ACCESS_KEY_ID,
+            crate::config::LOCAL_SECRET_ACCESS_KEY,
+            None,
+            None,
+            "xtask-local-stack",
+        );
+        let config = rt.block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .region(Region::new(region.to_owned()))
+                .endpoint_url(endpoint_url)
+                .credentials_provider(credentials)
                 .load(),
         );
         Ok(Aws { rt, config })
@@ -48,6 +75,7 @@ impl Aws {
     pub fn batch(&self) -> aws_sdk_batch::Client {
         aws_sdk_batch::Client::new(&self.config)
     }
+    #[allow(dead_code)] // used by push (its branch lands separately)
     pub fn sts(&self) -> aws_sdk_sts::Client {
         aws_sdk_sts::Client::new(&self.config)
     }
@@ -63,4 +91,10 @@ impl Aws {
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     }
+}
+
+/// Turns an SDK error into an `anyhow` error that keeps the service's message (the SDK's own
+/// `Display` says only "service error").
+pub fn sdk_error<E: std::error::Error>(err: E) -> anyhow::Error {
+    anyhow!("{}", aws_sdk_sts::error::DisplayErrorContext(&err))
 }
