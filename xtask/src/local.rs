@@ -234,11 +234,12 @@ impl Up {
         }
         let docker = tools::ensure_docker(sh, &dir, dry)?;
         println!("docker    Docker Engine {docker}");
-
-        start_moto(sh, &self.stack, &dir, dry)?;
-        start_registry(sh, &self.stack, &dir, dry)?;
-        if let Some(owner) = self.owner_pid {
-            start_watch(sh, &self.stack, &dir, owner, dry)?;
+        // Fail fast on a taken port, before the (slow) base image.
+        if MOTO.running(&dir).is_none() {
+            check_port(self.stack.moto_port, "--moto-port / SPLITTER_MOTO_PORT")?;
+        }
+        if REGISTRY.running(&dir).is_none() {
+            check_port(self.stack.registry_port, "--registry-port / SPLITTER_REGISTRY_PORT")?;
         }
 
         let base_image = match &self.base_image {
@@ -256,6 +257,13 @@ impl Up {
                 image
             }
         };
+
+        // The watcher first, so that even an `up` failing half-way is cleaned up.
+        if let Some(owner) = self.owner_pid {
+            start_watch(sh, &self.stack, &dir, owner, dry)?;
+        }
+        start_moto(sh, &self.stack, &dir, dry)?;
+        start_registry(sh, &self.stack, &dir, dry)?;
 
         let local_env = vec![
             ("AWS_ENDPOINT_URL".to_owned(), self.stack.endpoint_url()),
@@ -311,11 +319,7 @@ fn start_moto(sh: &Shell, stack: &LocalStack, dir: &Path, dry: bool) -> Result<(
         println!("moto      running   pid {pid}  {}  (reused)", stack.endpoint_url());
         return Ok(());
     }
-    if !proc::port_free(port) {
-        bail!(
-            "port {port} on 127.0.0.1 is in use by another program: stop it, or pick another port with --moto-port / SPLITTER_MOTO_PORT"
-        );
-    }
+    check_port(port, "--moto-port / SPLITTER_MOTO_PORT")?;
     let python = tools::python();
     if dry {
         println!("[dry-run] would start: {python} -m moto.server -H 127.0.0.1 -p {port}");
@@ -352,11 +356,7 @@ fn start_registry(sh: &Shell, stack: &LocalStack, dir: &Path, dry: bool) -> Resu
         println!("registry  running   pid {pid}  {}  (reused)", stack.registry());
         return Ok(());
     }
-    if !proc::port_free(port) {
-        bail!(
-            "port {port} on 127.0.0.1 is in use by another program: stop it, or pick another port with --registry-port / SPLITTER_REGISTRY_PORT"
-        );
-    }
+    check_port(port, "--registry-port / SPLITTER_REGISTRY_PORT")?;
     if dry {
         println!(
             "[dry-run] would start: docker-registry serve {}",
@@ -377,6 +377,15 @@ fn start_registry(sh: &Shell, stack: &LocalStack, dir: &Path, dry: bool) -> Resu
     Ok(())
 }
 
+fn check_port(port: u16, how: &str) -> Result<()> {
+    if !proc::port_free(port) {
+        bail!(
+            "port {port} on 127.0.0.1 is in use by another program: stop it, or pick another port with {how}"
+        );
+    }
+    Ok(())
+}
+
 /// Waits for `GET path` to answer 200; fails with the log's last line if the process dies.
 fn wait_ready(
     server: Server,
@@ -391,7 +400,8 @@ fn wait_ready(
         if proc::http_status(port, path) == Some(200) {
             return Ok(());
         }
-        if !proc::alive(pid, server.marker) {
+        // Any command line: until its exec, the child still shows ours.
+        if !proc::alive(pid, "") {
             bail!(
                 "{} exited at start: {} (log {})",
                 server.name,

@@ -50,7 +50,9 @@ pub fn alive(pid: u32, marker: &str) -> bool {
     if matches!(state, Some('Z' | 'X') | None) {
         return false;
     }
-    cmdline(pid).is_some_and(|args| args.iter().any(|a| a.contains(marker)))
+    // While a process execs, its command line reads empty for a moment: with no marker, the
+    // state alone decides.
+    marker.is_empty() || cmdline(pid).is_some_and(|args| args.iter().any(|a| a.contains(marker)))
 }
 
 pub fn read_pid(path: &Path) -> Option<u32> {

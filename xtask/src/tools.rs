@@ -341,7 +341,7 @@ pub fn ensure_docker(sh: &Shell, log_dir: &Path, dry_run: bool) -> Result<String
         if let Ok(version) = docker_server_version(sh) {
             return Ok(version);
         }
-        if !proc::alive(pid, "dockerd") {
+        if !proc::alive(pid, "") {
             bail!(
                 "dockerd exited at start: {} (log {})",
                 proc::last_line(&log).unwrap_or_default(),
