@@ -69,12 +69,14 @@ pub fn stop(pid: u32, marker: &str, grace: Duration) -> Result<()> {
     if !alive(pid, marker) {
         return Ok(());
     }
+    // From here on, the state alone says whether it still runs: an exiting process's command
+    // line reads empty before it is gone.
     signal(pid, "TERM")?;
-    if wait_until(grace, || !alive(pid, marker)) {
+    if wait_until(grace, || !alive(pid, "")) {
         return Ok(());
     }
     signal(pid, "KILL")?;
-    if wait_until(Duration::from_secs(5), || !alive(pid, marker)) {
+    if wait_until(Duration::from_secs(5), || !alive(pid, "")) {
         return Ok(());
     }
     bail!("process {pid} ({marker}) did not stop, even after SIGKILL")
