@@ -145,8 +145,7 @@ impl LocalStack {
 }
 
 /// The dummy credentials of the local stack (moto accepts any).
-pub const LOCAL_ACCESS_KEY_ID: &str = "test";
-pub const LOCAL_SECRET_ACCESS_KEY: &str = "test";
+pub use crate::aws::{LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY};
 
 #[cfg(test)]
 mod tests {

@@ -387,7 +387,20 @@ case $status in *" 200 "*) ;; *) exit 1 ;; esac"#;
     });
     assert!(finished, "the job did not finish within 120 s (last status {status:?})");
 
-    assert_eq!(status, Some(JobStatus::Succeeded), "the probe job failed");
+    // The job's output reached CloudWatch Logs (read through xtask's own logs client).
+    let log_stream = format!("probe-s3-write/default/{job_id}");
+    let events = aws
+        .block_on(
+            aws.logs()
+                .get_log_events()
+                .log_group_name("/aws/batch/job")
+                .log_stream_name(&log_stream)
+                .send(),
+        )
+        .expect("the job's log stream");
+    let log: Vec<&str> = events.events().iter().filter_map(|e| e.message()).collect();
+    assert_eq!(status, Some(JobStatus::Succeeded), "job log: {log:?}");
+    assert!(log.iter().any(|l| l.contains("moto answered: HTTP/1.1 200")), "{log:?}");
 
     let object = aws
         .block_on(aws.s3().get_object().bucket("upscaler-splitter-dev-data").key(&key).send())

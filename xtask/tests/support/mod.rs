@@ -20,7 +20,6 @@
 #![allow(dead_code)] // each test binary uses a different part
 
 use std::collections::HashSet;
-use std::future::Future;
 use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -228,9 +227,9 @@ impl Stack {
         format!("127.0.0.1:{}", self.registry_port)
     }
 
-    /// SDK clients talking to this stack's moto.
+    /// SDK clients talking to this stack's moto (xtask's own `Aws::local`).
     pub fn aws(&self) -> Aws {
-        Aws::new(&self.endpoint())
+        Aws::local("us-east-1", &self.endpoint()).expect("SDK clients for the stack")
     }
 
     /// Starts a new private stack (`local up --owner-pid <this process>`), state under the
@@ -299,49 +298,8 @@ pub fn stack() -> &'static Stack {
     STACK.get_or_init(|| Stack::start("shared"))
 }
 
-/// SDK clients for a local stack (dummy credentials, path-style S3).
-#[derive(Debug)]
-pub struct Aws {
-    rt: tokio::runtime::Runtime,
-    pub config: aws_config::SdkConfig,
-}
-
-impl Aws {
-    pub fn new(endpoint: &str) -> Aws {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("tokio runtime");
-        let creds = aws_sdk_s3::config::Credentials::new("test", "test", None, None, "tests");
-        let config = rt.block_on(
-            aws_config::defaults(aws_config::BehaviorVersion::latest())
-                .region(aws_config::Region::new("us-east-1"))
-                .endpoint_url(endpoint)
-                .credentials_provider(creds)
-                .load(),
-        );
-        Aws { rt, config }
-    }
-    pub fn block_on<F: Future>(&self, fut: F) -> F::Output {
-        self.rt.block_on(fut)
-    }
-    pub fn batch(&self) -> aws_sdk_batch::Client {
-        aws_sdk_batch::Client::new(&self.config)
-    }
-    pub fn ecr(&self) -> aws_sdk_ecr::Client {
-        aws_sdk_ecr::Client::new(&self.config)
-    }
-    pub fn iam(&self) -> aws_sdk_iam::Client {
-        aws_sdk_iam::Client::new(&self.config)
-    }
-    pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
-        aws_sdk_cloudwatchlogs::Client::new(&self.config)
-    }
-    pub fn sts(&self) -> aws_sdk_sts::Client {
-        aws_sdk_sts::Client::new(&self.config)
-    }
-    pub fn s3(&self) -> aws_sdk_s3::Client {
-        let conf = aws_sdk_s3::config::Builder::from(&self.config).force_path_style(true).build();
-        aws_sdk_s3::Client::from_conf(conf)
-    }
-}
+/// The SDK clients xtask itself uses (`xtask/src/aws.rs`, included as is).
+#[path = "../../src/aws.rs"]
+#[allow(dead_code)]
+mod aws;
+pub use aws::Aws;
