@@ -45,11 +45,14 @@ impl fmt::Display for Env {
     }
 }
 
+/// The project prefix when `PROJECT_NAME` is not set (the deployment guide's).
+pub const DEFAULT_PROJECT: &str = "upscaler";
+
 /// Which project, environment and region a command works on.
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     /// Project prefix of every resource name.
-    #[arg(long, env = "PROJECT_NAME", default_value = "upscaler")]
+    #[arg(long, env = "PROJECT_NAME", default_value = DEFAULT_PROJECT)]
     pub project: String,
     /// Deployment environment.
     #[arg(long = "env", env = "SPLITTER_ENV", value_enum, default_value_t = Env::Dev)]

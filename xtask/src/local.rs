@@ -465,15 +465,69 @@ pub fn ensure_base_image(sh: &Shell, image: &str, dir: &Path, dry: bool) -> Resu
         );
         return Ok(());
     }
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    // Concurrent callers (parallel tests) wait for one build instead of each running debootstrap.
+    let lock_name = format!("{}.lock", image.replace([':', '/'], "_"));
+    let lock = BuildLock::acquire(&crate::xtask_dir().join(lock_name))?;
+    if image_exists(sh, image) {
+        println!("base      {image}  (built meanwhile by another xtask)");
+        return Ok(());
+    }
     println!("base      building {image} with debootstrap (about 30 s)…");
     let started = Instant::now();
     let rootfs = dir.join(format!("base-rootfs-{}", std::process::id()));
     let log = dir.join("debootstrap.log");
     let result = build_base_image(sh, image, &rootfs, &log);
     let _ = std::fs::remove_dir_all(&rootfs);
+    drop(lock);
     result?;
     println!("base      {image}  (built in {} s)", started.elapsed().as_secs());
     Ok(())
+}
+
+/// A lock between processes: a directory that exists while one holds it (`mkdir` is atomic).
+/// A lock older than 15 minutes is taken to be left by a killed process.
+#[derive(Debug)]
+struct BuildLock(PathBuf);
+
+impl BuildLock {
+    fn acquire(path: &Path) -> Result<BuildLock> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create {}", parent.display()))?;
+        }
+        let deadline = Instant::now() + Duration::from_secs(20 * 60);
+        loop {
+            match std::fs::create_dir(path) {
+                Ok(()) => return Ok(BuildLock(path.to_owned())),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    let age = std::fs::metadata(path)
+                        .and_then(|m| m.modified())
+                        .ok()
+                        .and_then(|t| t.elapsed().ok())
+                        .unwrap_or_default();
+                    if age > Duration::from_secs(15 * 60) {
+                        let _ = std::fs::remove_dir(path);
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    return Err(e)
+                        .with_context(|| format!("cannot create lock {}", path.display()));
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("waited 20 min for {} to go: remove it if no xtask runs", path.display());
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+}
+
+impl Drop for BuildLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 fn build_base_image(sh: &Shell, image: &str, rootfs: &Path, log: &Path) -> Result<()> {

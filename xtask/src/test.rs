@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use xshell::{Shell, cmd};
 
-use crate::tools;
+use crate::{config, local, tools};
 
 #[derive(Debug, Args)]
 pub struct Test {
@@ -59,14 +59,17 @@ impl Test {
             Step {
                 name: "prerequisites",
                 describe: format!(
-                    "install what is missing ({}), start Docker Engine if it is down",
+                    "install what is missing ({}), start Docker Engine if it is down, build the base image",
                     tools::ALL.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
                 ),
                 run: Box::new(move |sh| {
                     tools::ensure(sh, tools::ALL, mode, dry)?;
                     let version = tools::ensure_docker(sh, &crate::xtask_dir(), dry)?;
                     println!("Docker Engine {version}");
-                    Ok(())
+                    // The tests' image builds need it; built once here rather than by the
+                    // first test that happens to ask.
+                    let base = config::local_base_image(config::DEFAULT_PROJECT);
+                    local::ensure_base_image(sh, &base, &crate::xtask_dir().join("base"), dry)
                 }),
             },
             Step {

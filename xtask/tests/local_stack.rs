@@ -495,12 +495,28 @@ fn read_pid(path: &Path) -> u32 {
         .unwrap_or_else(|| panic!("no PID in {}", path.display()))
 }
 
-fn tempdir(name: &str) -> std::path::PathBuf {
+/// A scratch directory under the target directory, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl std::ops::Deref for TempDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir(name: &str) -> TempDir {
     let dir =
         Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("xtask-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("tempdir");
-    dir
+    TempDir(dir)
 }
 
 /// IAM returns policy documents URL-encoded; enough decoding to search them.
