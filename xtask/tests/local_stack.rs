@@ -126,6 +126,19 @@ fn up_twice_reuses_everything_then_status_then_down_leaves_nothing() {
     assert!(!text.contains("missing"), "{text}");
     assert!(text.contains("upscaler-splitter-job-dev") && text.contains("revision 1"), "{text}");
 
+    // `env` prints the env file, which another shell can source.
+    let env = run(stack.xtask().args(["local", "env"]));
+    env.assert_success();
+    let file = std::fs::read_to_string(stack.state_dir.join("env")).expect("env file");
+    assert_eq!(env.stdout(), file);
+    let sourced = run(std::process::Command::new("sh")
+        .arg("-c")
+        .arg(". \"$1\" && echo \"$AWS_ENDPOINT_URL $SPLITTER_LOCAL_REGISTRY\"")
+        .arg("sh")
+        .arg(stack.state_dir.join("env")));
+    sourced.assert_success();
+    assert_eq!(sourced.stdout().trim(), format!("{} {}", stack.endpoint(), stack.registry()));
+
     // `down`: processes gone, ports free, env file gone; a second down has nothing to do.
     let down = stack.down();
     assert!(down.stdout().contains(&format!("stopped moto (pid {moto_pid})")), "{}", down.stdout());
