@@ -112,8 +112,12 @@ pub fn find_program(program: &str) -> Option<std::path::PathBuf> {
     if program.contains('/') {
         return Path::new(program).is_file().then(|| program.into());
     }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    // Daemons live in sbin, which a normal user's PATH often lacks.
+    std::env::split_paths(&path)
+        .chain(["/usr/local/sbin", "/usr/sbin", "/sbin"].map(std::path::PathBuf::from))
+        .map(|dir| dir.join(program))
+        .find(|p| p.is_file())
 }
 
 /// Versions of Python distributions as `python3` sees them (`None`: not installed).

@@ -459,20 +459,31 @@ fn bad_situations_give_one_clear_line() {
     assert!(line.contains("moto not installed"), "{line}");
     assert!(line.contains(&format!("-m pip install 'moto[server]=={}'", moto_pin())), "{line}");
 
-    // Docker, the registry and debootstrap missing: nothing on PATH.
-    let empty = dir.join("empty-path");
-    std::fs::create_dir_all(&empty).expect("dir");
+    // The registry missing: a PATH without it (daemons are also looked for in sbin).
+    let python = run(
+        std::process::Command::new("python3").args(["-c", "import sys; print(sys.executable)"])
+    );
+    let python = python.assert_success().stdout().trim().to_owned();
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("dir");
     let out = run(xtask()
         .args(["local", "up", "--no-install", "--state-dir", &dir_s])
-        .env("PATH", &empty));
+        .env("PATH", &bin)
+        .env("SPLITTER_PYTHON", &python));
     let line = out.assert_one_line_error();
-    assert!(line.contains("Docker Engine (`dockerd` not found)"), "{line}");
-    assert!(
-        line.contains(
-            "apt-get install -y --no-install-recommends docker.io docker-registry debootstrap"
-        ),
-        "{line}"
-    );
+    assert!(line.contains("Distribution registry (`docker-registry` not found)"), "{line}");
+    assert!(line.contains("apt-get install -y --no-install-recommends docker-registry`"), "{line}");
+
+    // The Docker client missing: the registry on PATH, `docker` not.
+    std::os::unix::fs::symlink("/usr/bin/docker-registry", bin.join("docker-registry"))
+        .expect("symlink");
+    let out = run(xtask()
+        .args(["local", "up", "--no-install", "--state-dir", &dir_s])
+        .env("PATH", &bin)
+        .env("SPLITTER_PYTHON", &python));
+    let line = out.assert_one_line_error();
+    assert!(line.contains("Docker is missing (the `docker` client is not installed)"), "{line}");
+    assert!(line.contains("apt-get install -y --no-install-recommends docker.io`"), "{line}");
 
     // A base image that does not exist.
     let out = run(xtask()
