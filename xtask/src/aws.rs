@@ -3,12 +3,19 @@
 //! `AWS_ENDPOINT_URL` (read by `aws-config` itself) is the only switch between real AWS and the
 //! local stack: there is no separate code path for "local". When an endpoint is set, S3 uses
 //! path-style addressing (moto and most S3-compatible stores need it).
+//!
+//! This file uses nothing else of the crate: the integration tests include it
+//! (`xtask/tests/support/mod.rs`) so they talk to the local stack through the same clients.
 
 use std::future::Future;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, anyhow};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tokio::runtime::Runtime;
+
+/// The dummy credentials of the local stack (moto accepts any).
+pub const LOCAL_ACCESS_KEY_ID: &str = "test";
+pub const LOCAL_SECRET_ACCESS_KEY: &str = "test";
 
 /// A tokio runtime plus the loaded SDK configuration. Commands stay synchronous and call
 /// [`Aws::block_on`] around SDK calls.
@@ -20,6 +27,7 @@ pub struct Aws {
 
 impl Aws {
     /// Loads the configuration for `region` from the default chain.
+    #[allow(dead_code)] // used by push, deploy and itest (their branches land separately)
     pub fn load(region: &str) -> Result<Aws> {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -28,6 +36,32 @@ impl Aws {
         let config = rt.block_on(
             aws_config::defaults(BehaviorVersion::latest())
                 .region(Region::new(region.to_owned()))
+                .load(),
+        );
+        Ok(Aws { rt, config })
+    }
+
+    /// Configuration for the local stack at `endpoint_url`, with its dummy credentials: whatever
+    /// the caller's shell says (profiles, `AWS_*`), calls made through this never reach real AWS.
+    /// Only `cargo xtask local` uses it; every other command reads `AWS_ENDPOINT_URL` from the
+    /// environment like any SDK client.
+    pub fn local(region: &str, endpoint_url: &str) -> Result<Aws> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the tokio runtime")?;
+        let credentials = aws_sdk_sts::config::Credentials::new(
+            LOCAL_ACCESS_KEY_ID,
+            LOCAL_SECRET_ACCESS_KEY,
+            None,
+            None,
+            "xtask-local-stack",
+        );
+        let config = rt.block_on(
+            aws_config::defaults(BehaviorVersion::latest())
+                .region(Region::new(region.to_owned()))
+                .endpoint_url(endpoint_url)
+                .credentials_provider(credentials)
                 .load(),
         );
         Ok(Aws { rt, config })
@@ -48,19 +82,146 @@ impl Aws {
     pub fn batch(&self) -> aws_sdk_batch::Client {
         aws_sdk_batch::Client::new(&self.config)
     }
+    #[allow(dead_code)] // used by push (its branch lands separately)
     pub fn sts(&self) -> aws_sdk_sts::Client {
         aws_sdk_sts::Client::new(&self.config)
     }
     pub fn iam(&self) -> aws_sdk_iam::Client {
         aws_sdk_iam::Client::new(&self.config)
     }
+    /// CloudWatch Logs. Behind an endpoint override, responses pass through
+    /// [`IntegerTimestamps`]: moto stores Batch job log events with fractional millisecond
+    /// timestamps (`"timestamp": 1795808949661.823`), which the SDK's integer fields reject.
     pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
-        aws_sdk_cloudwatchlogs::Client::new(&self.config)
+        if self.endpoint_url().is_none() {
+            return aws_sdk_cloudwatchlogs::Client::new(&self.config);
+        }
+        let conf = aws_sdk_cloudwatchlogs::config::Builder::from(&self.config)
+            .http_client(IntegerTimestamps::client())
+            .build();
+        aws_sdk_cloudwatchlogs::Client::from_conf(conf)
     }
     pub fn s3(&self) -> aws_sdk_s3::Client {
         let conf = aws_sdk_s3::config::Builder::from(&self.config)
             .force_path_style(self.endpoint_url().is_some())
             .build();
         aws_sdk_s3::Client::from_conf(conf)
+    }
+}
+
+/// Turns an SDK error into an `anyhow` error that keeps the service's message (the SDK's own
+/// `Display` says only "service error").
+pub fn sdk_error<E: std::error::Error>(err: E) -> anyhow::Error {
+    anyhow!("{}", aws_sdk_sts::error::DisplayErrorContext(&err))
+}
+
+use aws_smithy_runtime_api::client::http::{
+    HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,
+    SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+
+/// An HTTP client that drops the fraction of `"timestamp"` and `"ingestionTime"` numbers in
+/// responses (see [`Aws::logs`]); everything else passes through unchanged.
+#[derive(Debug)]
+struct IntegerTimestamps {
+    inner: SharedHttpClient,
+}
+
+impl IntegerTimestamps {
+    fn client() -> SharedHttpClient {
+        use aws_smithy_http_client::tls;
+        let inner = aws_smithy_http_client::Builder::new()
+            .tls_provider(tls::Provider::Rustls(tls::rustls_provider::CryptoMode::AwsLc))
+            .build_https();
+        SharedHttpClient::new(IntegerTimestamps { inner })
+    }
+}
+
+impl HttpClient for IntegerTimestamps {
+    fn http_connector(
+        &self,
+        settings: &HttpConnectorSettings,
+        components: &RuntimeComponents,
+    ) -> SharedHttpConnector {
+        let inner = self.inner.http_connector(settings, components);
+        SharedHttpConnector::new(IntegerTimestampsConnector { inner })
+    }
+}
+
+#[derive(Debug)]
+struct IntegerTimestampsConnector {
+    inner: SharedHttpConnector,
+}
+
+impl HttpConnector for IntegerTimestampsConnector {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let response = self.inner.call(request);
+        HttpConnectorFuture::new(async move {
+            let mut response = response.await?;
+            let body = response.take_body();
+            let bytes = aws_smithy_types::byte_stream::ByteStream::new(body)
+                .collect()
+                .await
+                .map_err(|e| ConnectorError::io(Box::new(e)))?
+                .into_bytes();
+            let fixed = integer_timestamps(&bytes);
+            response.headers_mut().insert("content-length", fixed.len().to_string());
+            *response.body_mut() = aws_smithy_types::body::SdkBody::from(fixed);
+            Ok(response)
+        })
+    }
+}
+
+/// Drops the fraction of the numbers that follow a `"timestamp"` or `"ingestionTime"` key.
+fn integer_timestamps(json: &[u8]) -> Vec<u8> {
+    const KEYS: [&[u8]; 2] = [b"\"timestamp\"", b"\"ingestionTime\""];
+    let mut out = Vec::with_capacity(json.len());
+    let mut i = 0;
+    while i < json.len() {
+        let key =
+            KEYS.iter().find(|k| json[i..].starts_with(k) && (i == 0 || json[i - 1] != b'\\'));
+        let Some(key) = key else {
+            out.push(json[i]);
+            i += 1;
+            continue;
+        };
+        out.extend_from_slice(key);
+        i += key.len();
+        // `: ` then digits; a `.` and digits after them are skipped.
+        while i < json.len() && (json[i] == b':' || json[i].is_ascii_whitespace()) {
+            out.push(json[i]);
+            i += 1;
+        }
+        while i < json.len() && (json[i].is_ascii_digit() || json[i] == b'-') {
+            out.push(json[i]);
+            i += 1;
+        }
+        if i < json.len() && json[i] == b'.' {
+            i += 1;
+            while i < json.len() && json[i].is_ascii_digit() {
+                i += 1;
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::integer_timestamps;
+
+    #[test]
+    fn fractional_timestamps_lose_their_fraction_and_nothing_else_changes() {
+        let moto = br#"{"events": [{"ingestionTime": 1795808949767, "message": "say \"timestamp\": 1.5", "timestamp": 1795808949661.823}], "nextForwardToken": "f/0"}"#;
+        let fixed = String::from_utf8(integer_timestamps(moto)).expect("utf-8");
+        assert_eq!(
+            fixed,
+            r#"{"events": [{"ingestionTime": 1795808949767, "message": "say \"timestamp\": 1.5", "timestamp": 1795808949661}], "nextForwardToken": "f/0"}"#
+        );
+        let real = br#"{"events":[{"timestamp":1700000000000,"message":"x"}]}"#;
+        assert_eq!(integer_timestamps(real), real.to_vec());
     }
 }

@@ -1,16 +1,23 @@
 //! Names and settings, in one place. Every value has a flag and an environment variable; the
 //! defaults come from the deployment guide (project `upscaler`, region `us-east-1`).
 //!
-//! | resource            | name                                   | seed? |
-//! |---------------------|----------------------------------------|-------|
-//! | ECR repository      | `{project}-splitter-{env}-ecr`         | yes   |
-//! | Batch job definition| `{project}-splitter-job-{env}`         | yes   |
-//! | Batch job queue     | `{project}-splitter-queue-{env}`       | ours  |
-//! | Batch compute env   | `{project}-splitter-compute-{env}`     | ours  |
-//! | S3 bucket (itest)   | `{project}-splitter-{env}-data`        | ours  |
-//! | IAM role (Batch job)| `{project}-splitter-job-role-{env}`    | ours  |
+//! | resource                    | name                                          | seed? |
+//! |-----------------------------|-----------------------------------------------|-------|
+//! | ECR repository              | `{project}-splitter-{env}-ecr`                | yes   |
+//! | Batch job definition        | `{project}-splitter-job-{env}`                | yes   |
+//! | CloudWatch log group        | `/aws/batch/job`                              | yes   |
+//! | Batch job queue             | `{project}-splitter-queue-{env}`              | ours  |
+//! | Batch compute environment   | `{project}-splitter-compute-{env}`            | ours  |
+//! | S3 bucket (itest data)      | `{project}-splitter-{env}-data`               | ours  |
+//! | IAM role (Batch job)        | `{project}-splitter-job-role-{env}`           | ours  |
+//! | IAM role (Batch service)    | `{project}-splitter-batch-service-role-{env}` | ours  |
+//! | local base image            | `{project}-base:trixie`                       | ours  |
+//! | local splitter image        | `{project}-splitter:{git sha}[-dirty]`        | ours  |
+//!
+//! The local stack (`cargo xtask local …`) has its own settings: [`LocalStack`].
 
 use std::fmt;
+use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
@@ -38,11 +45,14 @@ impl fmt::Display for Env {
     }
 }
 
+/// The project prefix when `PROJECT_NAME` is not set (the deployment guide's).
+pub const DEFAULT_PROJECT: &str = "upscaler";
+
 /// Which project, environment and region a command works on.
 #[derive(Debug, Clone, Args)]
 pub struct Target {
     /// Project prefix of every resource name.
-    #[arg(long, env = "PROJECT_NAME", default_value = "upscaler")]
+    #[arg(long, env = "PROJECT_NAME", default_value = DEFAULT_PROJECT)]
     pub project: String,
     /// Deployment environment.
     #[arg(long = "env", env = "SPLITTER_ENV", value_enum, default_value_t = Env::Dev)]
@@ -51,6 +61,13 @@ pub struct Target {
     #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
     pub region: String,
 }
+
+/// The CloudWatch log group Batch writes job logs to (the seed's "Monitoring" section).
+pub const BATCH_LOG_GROUP: &str = "/aws/batch/job";
+
+/// The image tag a job definition carries before the first deploy: Terraform registers the
+/// job definition before any image exists, and `cargo xtask deploy` replaces it.
+pub const PLACEHOLDER_TAG: &str = "placeholder";
 
 impl Target {
     pub fn ecr_repository(&self) -> String {
@@ -71,12 +88,67 @@ impl Target {
     pub fn job_role(&self) -> String {
         format!("{}-splitter-job-role-{}", self.project, self.env)
     }
+    /// The role the Batch service uses to manage the compute environment.
+    pub fn batch_service_role(&self) -> String {
+        format!("{}-splitter-batch-service-role-{}", self.project, self.env)
+    }
+    /// Tags every resource carries (Terraform's `default_tags`).
+    pub fn tags(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("Project", self.project.clone()),
+            ("Environment", self.env.to_string()),
+            ("Component", "splitter".to_owned()),
+            ("ManagedBy", "cargo-xtask".to_owned()),
+        ]
+    }
 }
 
 /// The local image name `cargo xtask image` tags (`{project}-splitter:{sha}`).
+#[allow(dead_code)] // used by image (its branch lands separately)
 pub fn local_image_name(project: &str) -> String {
     format!("{project}-splitter")
 }
+
+/// The Debian base image offline builds use, made by `cargo xtask local up` with debootstrap
+/// (this machine cannot pull images): `{project}-base:trixie`.
+pub fn local_base_image(project: &str) -> String {
+    format!("{project}-base:trixie")
+}
+
+/// Where a local stack runs: ports on 127.0.0.1 and the directory holding its PID files, logs,
+/// registry storage and the `env` file. Tests run private stacks on other ports and directories.
+#[derive(Debug, Clone, Args)]
+pub struct LocalStack {
+    /// Port of the moto server (S3, ECR, Batch, IAM, STS, CloudWatch Logs) on 127.0.0.1.
+    #[arg(long, env = "SPLITTER_MOTO_PORT", default_value_t = 4566)]
+    pub moto_port: u16,
+    /// Port of the Distribution registry on 127.0.0.1.
+    #[arg(long, env = "SPLITTER_REGISTRY_PORT", default_value_t = 5000)]
+    pub registry_port: u16,
+    /// State directory: PID files, logs, registry storage, the `env` file
+    /// [default: target/xtask/local].
+    #[arg(long, env = "SPLITTER_LOCAL_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+}
+
+impl LocalStack {
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir.clone().unwrap_or_else(|| crate::xtask_dir().join("local"))
+    }
+    pub fn endpoint_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.moto_port)
+    }
+    pub fn registry(&self) -> String {
+        format!("127.0.0.1:{}", self.registry_port)
+    }
+    /// The file another shell sources to talk to the stack.
+    pub fn env_file(&self) -> PathBuf {
+        self.state_dir().join("env")
+    }
+}
+
+/// The dummy credentials of the local stack (moto accepts any).
+pub use crate::aws::{LOCAL_ACCESS_KEY_ID, LOCAL_SECRET_ACCESS_KEY};
 
 #[cfg(test)]
 mod tests {
@@ -94,5 +166,42 @@ mod tests {
         let prod = target(Env::Prod);
         assert_eq!(prod.ecr_repository(), "upscaler-splitter-prod-ecr");
         assert_eq!(prod.job_queue(), "upscaler-splitter-queue-prod");
+    }
+
+    #[test]
+    fn our_names_follow_the_same_scheme() {
+        let staging =
+            Target { project: "acme".into(), env: Env::Staging, region: "eu-west-1".into() };
+        assert_eq!(staging.compute_environment(), "acme-splitter-compute-staging");
+        assert_eq!(staging.bucket(), "acme-splitter-staging-data");
+        assert_eq!(staging.job_role(), "acme-splitter-job-role-staging");
+        assert_eq!(staging.batch_service_role(), "acme-splitter-batch-service-role-staging");
+        assert_eq!(local_image_name("acme"), "acme-splitter");
+        assert_eq!(local_base_image("acme"), "acme-base:trixie");
+        let tags = staging.tags();
+        assert!(tags.contains(&("Project", "acme".to_owned())));
+        assert!(tags.contains(&("Environment", "staging".to_owned())));
+    }
+
+    #[test]
+    fn bucket_names_are_valid_s3_names() {
+        // S3: 3–63 chars, lowercase letters, digits, dots and hyphens.
+        for env in [Env::Dev, Env::Staging, Env::Prod] {
+            let name = target(env).bucket();
+            assert!((3..=63).contains(&name.len()), "{name}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn local_stack_defaults() {
+        let stack = LocalStack { moto_port: 4566, registry_port: 5000, state_dir: None };
+        assert_eq!(stack.endpoint_url(), "http://127.0.0.1:4566");
+        assert_eq!(stack.registry(), "127.0.0.1:5000");
+        assert!(stack.state_dir().ends_with("xtask/local"));
+        assert!(stack.env_file().ends_with("xtask/local/env"));
     }
 }

@@ -1,14 +1,161 @@
-//! `cargo xtask test` (not implemented yet).
+//! `cargo xtask test`: the README's test command, and what CI runs (`.ci/run`).
+//!
+//! A list of steps, run in order, stopping at the first failure with the step named:
+//! prerequisites (install what is missing, start Docker Engine), `cargo fmt --check`, clippy with
+//! warnings denied, then every test of the workspace, the end-to-end ones included. Tests that
+//! need Docker, moto, ffmpeg or Trivy never skip: a missing tool fails them. Later stages add
+//! steps (e.g. workflow linters) to [`Test::steps`] and their tools to [`crate::tools::ALL`].
 
-use anyhow::{Result, bail};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
 use clap::Args;
-use xshell::Shell;
+use xshell::{Shell, cmd};
+
+use crate::{config, local, tools};
 
 #[derive(Debug, Args)]
-pub struct Test {}
+pub struct Test {
+    /// Do not install missing tools; fail with the install command instead.
+    #[arg(long)]
+    no_install: bool,
+    /// Run only these steps (comma-separated; see --list).
+    #[arg(long, value_delimiter = ',', value_name = "STEP")]
+    only: Vec<String>,
+    /// Skip these steps (comma-separated; see --list).
+    #[arg(long, value_delimiter = ',', value_name = "STEP")]
+    skip: Vec<String>,
+    /// List the steps and exit.
+    #[arg(long)]
+    list: bool,
+    /// Print what each step would run (and install); run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Arguments for `cargo test` after `--`, e.g. `cargo xtask test -- local_stack`.
+    #[arg(last = true, value_name = "CARGO_TEST_ARGS")]
+    cargo_test_args: Vec<String>,
+}
+
+type StepFn = Box<dyn Fn(&Shell) -> Result<()>>;
+
+/// One step of the test command.
+struct Step {
+    name: &'static str,
+    /// What it runs, for `--list` and `--dry-run`.
+    describe: String,
+    run: StepFn,
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
+}
 
 impl Test {
-    pub fn run(self, _sh: &Shell) -> Result<()> {
-        bail!("`cargo xtask test` is not implemented yet")
+    fn steps(&self) -> Vec<Step> {
+        let mode = if self.no_install { tools::Mode::CheckOnly } else { tools::Mode::Install };
+        let test_args = self.cargo_test_args.clone();
+        let dry = self.dry_run;
+        vec![
+            Step {
+                name: "prerequisites",
+                describe: format!(
+                    "install what is missing ({}), start Docker Engine if it is down, build the base image",
+                    tools::ALL.iter().map(|t| t.name).collect::<Vec<_>>().join(", ")
+                ),
+                run: Box::new(move |sh| {
+                    tools::ensure(sh, tools::ALL, mode, dry)?;
+                    let version = tools::ensure_docker(sh, &crate::xtask_dir(), dry)?;
+                    println!("Docker Engine {version}");
+                    // The tests' image builds need it; built once here rather than by the
+                    // first test that happens to ask.
+                    let base = config::local_base_image(config::DEFAULT_PROJECT);
+                    local::ensure_base_image(sh, &base, &crate::xtask_dir().join("base"), dry)
+                }),
+            },
+            Step {
+                name: "fmt",
+                describe: "cargo fmt --all --check".to_owned(),
+                run: Box::new(|sh| {
+                    let cargo = cargo();
+                    cmd!(sh, "{cargo} fmt --all --check")
+                        .run()
+                        .context("code is not formatted: run `cargo fmt --all`")
+                }),
+            },
+            Step {
+                name: "clippy",
+                describe: "cargo clippy --workspace --all-targets -- -D warnings".to_owned(),
+                run: Box::new(|sh| {
+                    let cargo = cargo();
+                    cmd!(sh, "{cargo} clippy --workspace --all-targets -- -D warnings")
+                        .run()
+                        .context("clippy found problems: fix the warnings above")
+                }),
+            },
+            Step {
+                name: "test",
+                describe: format!("cargo test --workspace {}", test_args.join(" "))
+                    .trim()
+                    .to_owned(),
+                run: Box::new(move |sh| {
+                    let cargo = cargo();
+                    let args = &test_args;
+                    cmd!(sh, "{cargo} test --workspace {args...}")
+                        .run()
+                        .context("tests failed: see the failures above")
+                }),
+            },
+        ]
     }
+
+    pub fn run(self, sh: &Shell) -> Result<()> {
+        let steps = self.steps();
+        for name in self.only.iter().chain(&self.skip) {
+            if !steps.iter().any(|s| s.name == name) {
+                let known: Vec<&str> = steps.iter().map(|s| s.name).collect();
+                anyhow::bail!("unknown step `{name}`: the steps are {}", known.join(", "));
+            }
+        }
+        if self.list {
+            for step in &steps {
+                println!("{:14} {}", step.name, step.describe);
+            }
+            return Ok(());
+        }
+        let selected: Vec<&Step> = steps
+            .iter()
+            .filter(|s| self.only.is_empty() || self.only.iter().any(|o| o == s.name))
+            .filter(|s| !self.skip.iter().any(|o| o == s.name))
+            .collect();
+        let mut done: Vec<(&str, Duration)> = Vec::new();
+        for step in selected {
+            println!("\n==> {}: {}", step.name, step.describe);
+            if self.dry_run && step.name != "prerequisites" {
+                println!("[dry-run] would run: {}", step.describe);
+                continue;
+            }
+            let started = Instant::now();
+            let result = (step.run)(sh);
+            done.push((step.name, started.elapsed()));
+            if let Err(err) = result {
+                print_summary(&done, Some(step.name));
+                return Err(err).with_context(|| format!("step `{}` failed", step.name));
+            }
+        }
+        print_summary(&done, None);
+        Ok(())
+    }
+}
+
+fn print_summary(done: &[(&str, Duration)], failed: Option<&str>) {
+    if done.is_empty() {
+        return;
+    }
+    println!("\n{:14} {:>9}  result", "step", "time");
+    for (name, took) in done {
+        let result = if Some(*name) == failed { "FAILED" } else { "ok" };
+        println!("{name:14} {:>8.1}s  {result}", took.as_secs_f64());
+    }
+    let total: Duration = done.iter().map(|(_, d)| *d).sum();
+    println!("{:14} {:>8.1}s", "total", total.as_secs_f64());
 }
