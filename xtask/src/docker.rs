@@ -200,7 +200,7 @@ impl Docker {
         let stderr = String::from_utf8_lossy(&output.stderr);
         let reason =
             stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("unknown error").trim();
-        bail!("cannot pull {reference}: {reason}")
+        bail!("{}", reason.trim_start_matches("Error response from daemon: "))
     }
 
     /// `docker tag SOURCE TARGET`.

@@ -266,14 +266,14 @@ fn ensure_base_image(sh: &Shell, docker: &Docker, base: &str) -> Result<()> {
     if docker.image_exists(sh, base)? {
         return Ok(());
     }
-    eprintln!("base image {base} is not local: pulling it");
-    docker.pull(sh, base).with_context(|| {
-        format!(
-            "base image {base} is neither local nor pullable: without registry access build a \
-             Debian trixie base with `cargo xtask local up` (it exports SPLITTER_BASE_IMAGE) and \
-             pass it with --base-image"
-        )
-    })
+    if let Err(err) = docker.pull(sh, base) {
+        bail!(
+            "base image {base} is neither local nor pullable ({err:#}): without registry access \
+             build a Debian trixie base with `cargo xtask local up` (it exports \
+             SPLITTER_BASE_IMAGE) and pass it with --base-image"
+        );
+    }
+    Ok(())
 }
 
 /// The CA bundle handed to the build as the `build-ca` secret: `SSL_CERT_FILE`, else the
