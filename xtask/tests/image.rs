@@ -108,6 +108,7 @@ fn build(state: &Path, extra: &[&str]) -> (Output, f64) {
 /// Builds the image once for all tests in this file.
 fn built() -> &'static Built {
     BUILT.get_or_init(|| {
+        remove_stale_tags();
         let state = temp_dir("first-build");
         let (output, seconds) = build(&state, &[]);
         assert!(
@@ -129,6 +130,16 @@ fn built() -> &'static Built {
         );
         Built { image, record, seconds }
     })
+}
+
+/// Drops `imgtest-splitter` tags of earlier commits, so test runs do not pile up tags.
+fn remove_stale_tags() {
+    let current = format!("{PROJECT}-splitter:{}", expected_tag());
+    let listed = ok(docker().args(["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]));
+    let repository = format!("{PROJECT}-splitter:");
+    for image in listed.lines().filter(|i| i.starts_with(&repository) && *i != current) {
+        let _ = run(docker().args(["image", "rm", image]));
+    }
 }
 
 fn inspect(image: &str) -> Value {
@@ -282,6 +293,16 @@ fn ships_only_the_splitter_static_ffmpeg_and_what_scanners_need() {
     assert!(ffmpeg_version.starts_with("7:7.1."), "{ffmpeg_version}");
     for pkg in ["base-files", "ca-certificates"] {
         assert!(status(pkg).contains(&format!("Package: {pkg}\n")), "{pkg} entry");
+    }
+    // Every package shipped carries its license terms.
+    for entry in fs.entries.iter().filter(|e| e.starts_with("var/lib/dpkg/status.d/")) {
+        let pkg = entry.trim_start_matches("var/lib/dpkg/status.d/");
+        if !pkg.is_empty() {
+            assert!(
+                fs.has(&format!("usr/share/doc/{pkg}/copyright")),
+                "{pkg} has no copyright file"
+            );
+        }
     }
     // The shared objects the splitter links to come with their packages' entries.
     let libs: Vec<&String> =
