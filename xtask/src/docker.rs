@@ -24,11 +24,15 @@ pub enum BuildMode {
     BuiltinBuildKit,
 }
 
+/// Environment variables and leading arguments of a build command.
+pub type BuildPrefix = (Vec<(&'static str, &'static str)>, Vec<String>);
+
 /// A Docker client and how it builds.
 #[derive(Debug, Clone)]
 pub struct Docker {
     program: PathBuf,
-    mode: BuildMode,
+    /// How this client builds, or why it cannot.
+    mode: std::result::Result<BuildMode, String>,
 }
 
 /// The fields of `docker image inspect` that commands use.
@@ -46,7 +50,8 @@ pub struct ImageInfo {
 }
 
 impl Docker {
-    /// Picks the client (see the module docs). Needs no daemon.
+    /// Picks the client (see the module docs). Needs no daemon. Fails only when there is no
+    /// client at all; a client that cannot build is reported by [`Docker::build_mode`].
     pub fn detect(sh: &Shell) -> Result<Docker> {
         if let Some(program) = std::env::var_os("DOCKER").filter(|p| !p.is_empty()) {
             let program = PathBuf::from(program);
@@ -56,17 +61,18 @@ impl Docker {
                     program.display()
                 )
             })?;
-            if has_buildx(sh, &program) {
-                return Ok(Docker { program, mode: BuildMode::Buildx });
-            }
-            if builtin_buildkit(&version) {
-                return Ok(Docker { program, mode: BuildMode::BuiltinBuildKit });
-            }
-            bail!(
-                "DOCKER={} (client {version}) has neither buildx nor the built-in BuildKit: \
-                 install the buildx plugin or point DOCKER at a Docker ≤ 22.x client",
-                program.display()
-            );
+            let mode = if has_buildx(sh, &program) {
+                Ok(BuildMode::Buildx)
+            } else if builtin_buildkit(&version) {
+                Ok(BuildMode::BuiltinBuildKit)
+            } else {
+                Err(format!(
+                    "DOCKER={} (client {version}) has neither buildx nor the built-in BuildKit: \
+                     install the buildx plugin or point DOCKER at a Docker ≤ 22.x client",
+                    program.display()
+                ))
+            };
+            return Ok(Docker { program, mode });
         }
 
         let mut candidates: Vec<PathBuf> = Vec::new();
@@ -84,7 +90,7 @@ impl Docker {
             );
         }
         if let Some(program) = candidates.iter().find(|c| has_buildx(sh, c)) {
-            return Ok(Docker { program: program.clone(), mode: BuildMode::Buildx });
+            return Ok(Docker { program: program.clone(), mode: Ok(BuildMode::Buildx) });
         }
         let mut seen = Vec::new();
         for program in &candidates {
@@ -92,25 +98,27 @@ impl Docker {
                 if builtin_buildkit(&version) {
                     return Ok(Docker {
                         program: program.clone(),
-                        mode: BuildMode::BuiltinBuildKit,
+                        mode: Ok(BuildMode::BuiltinBuildKit),
                     });
                 }
                 seen.push(format!("{} {version}", program.display()));
             }
         }
-        bail!(
+        let mode = Err(format!(
             "no docker client here can run a BuildKit build ({}: no buildx plugin, too new for \
              DOCKER_BUILDKIT=1): install the buildx plugin (Debian: `apt-get install docker-buildx`)",
             seen.join(", ")
-        )
+        ));
+        Ok(Docker { program: candidates.remove(0), mode })
     }
 
     pub fn program(&self) -> &Path {
         &self.program
     }
 
-    pub fn mode(&self) -> BuildMode {
-        self.mode
+    /// How this client runs BuildKit builds; the error names what to install.
+    pub fn build_mode(&self) -> Result<BuildMode> {
+        self.mode.clone().map_err(anyhow::Error::msg)
     }
 
     /// `docker ARGS…` for any non-build command.
@@ -120,21 +128,21 @@ impl Docker {
 
     /// The start of a BuildKit build command (`buildx build --load` or `build` with
     /// `DOCKER_BUILDKIT=1`), as the environment and the arguments, for running or printing.
-    pub fn build_prefix(&self) -> (Vec<(&'static str, &'static str)>, Vec<String>) {
-        match self.mode {
+    pub fn build_prefix(&self) -> Result<BuildPrefix> {
+        Ok(match self.build_mode()? {
             BuildMode::Buildx => (vec![], vec!["buildx".into(), "build".into(), "--load".into()]),
             BuildMode::BuiltinBuildKit => (vec![("DOCKER_BUILDKIT", "1")], vec!["build".into()]),
-        }
+        })
     }
 
     /// A BuildKit build command with `args` after the prefix.
-    pub fn build_cmd<'a>(&self, sh: &'a Shell, args: &[String]) -> Cmd<'a> {
-        let (envs, prefix) = self.build_prefix();
+    pub fn build_cmd<'a>(&self, sh: &'a Shell, args: &[String]) -> Result<Cmd<'a>> {
+        let (envs, prefix) = self.build_prefix()?;
         let mut cmd = self.cmd(sh).args(prefix).args(args);
         for (key, value) in envs {
             cmd = cmd.env(key, value);
         }
-        cmd
+        Ok(cmd)
     }
 
     /// Fails with the next step when the daemon does not answer.
@@ -201,6 +209,39 @@ impl Docker {
         let reason =
             stderr.lines().find(|l| !l.trim().is_empty()).unwrap_or("unknown error").trim();
         bail!("{}", reason.trim_start_matches("Error response from daemon: "))
+    }
+
+    /// `docker save` of one image to a tar file (e.g. for `trivy image --input`).
+    #[allow(dead_code)] // shared with scan
+    pub fn save(&self, sh: &Shell, reference: &str, tar: &Path) -> Result<()> {
+        self.cmd(sh)
+            .args(["save", "--output"])
+            .arg(tar)
+            .arg(reference)
+            .quiet()
+            .run()
+            .with_context(|| format!("cannot save {reference} to {}", tar.display()))
+    }
+
+    /// `docker login` with the password on stdin, never on the command line or in a log.
+    #[allow(dead_code)] // shared with push
+    pub fn login(&self, sh: &Shell, registry: &str, user: &str, password: &str) -> Result<()> {
+        self.cmd(sh)
+            .args(["login", "--username", user, "--password-stdin", registry])
+            .stdin(password)
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("docker login to {registry} failed: check the credentials"))
+    }
+
+    /// `docker push` of one reference (progress on the terminal).
+    #[allow(dead_code)] // shared with push
+    pub fn push(&self, sh: &Shell, reference: &str) -> Result<()> {
+        self.cmd(sh)
+            .args(["push", reference])
+            .run()
+            .with_context(|| format!("docker push {reference} failed (see the output above)"))
     }
 
     /// `docker tag SOURCE TARGET`.

@@ -66,7 +66,7 @@ impl Image {
         let plan = self.plan(&docker, &revision, base_image.as_deref(), ca_bundle().as_deref())?;
 
         if self.dry_run {
-            println!("{}", plan.command_line(&docker));
+            println!("{}", plan.command_line(&docker)?);
             return Ok(());
         }
 
@@ -85,7 +85,7 @@ impl Image {
         }
 
         let started = Instant::now();
-        docker.build_cmd(sh, &plan.args).run().map_err(|_| {
+        docker.build_cmd(sh, &plan.args)?.run().map_err(|_| {
             anyhow::anyhow!(
                 "docker build of {} failed (see the build output above): fix the failing step, or \
                  rerun with --no-cache if a cached layer is stale",
@@ -127,7 +127,7 @@ impl Image {
         base_image: Option<&str>,
         ca_bundle: Option<&Path>,
     ) -> Result<BuildPlan> {
-        if docker.mode() == BuildMode::BuiltinBuildKit {
+        if docker.build_mode()? == BuildMode::BuiltinBuildKit {
             let typed_cache_from = self.cache_from.iter().find(|c| c.contains("type="));
             if self.cache_to.is_some() || typed_cache_from.is_some() {
                 bail!(
@@ -194,13 +194,13 @@ struct BuildPlan {
 
 impl BuildPlan {
     /// The command as a shell line (run from the workspace root).
-    fn command_line(&self, docker: &Docker) -> String {
-        let (envs, prefix) = docker.build_prefix();
+    fn command_line(&self, docker: &Docker) -> Result<String> {
+        let (envs, prefix) = docker.build_prefix()?;
         let mut words: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v}")).collect();
         words.push(docker.program().display().to_string());
         words.extend(prefix);
         words.extend(self.args.iter().cloned());
-        words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" ")
+        Ok(words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" "))
     }
 }
 

@@ -590,3 +590,55 @@ fn cache_export_without_buildx_says_what_to_install() {
     }
     let _ = std::fs::remove_dir_all(&state);
 }
+
+/// A stand-in `docker` client: answers `--version` and (optionally) `buildx version`.
+fn fake_client(dir: &Path, version: &str, buildx: bool) -> PathBuf {
+    let path = dir.join("docker");
+    let script = format!(
+        "#!/bin/sh\ncase \"$1\" in\n  --version) echo 'Docker version {version}, build 0000000' ;;\n  \
+         buildx) {} ;;\n  *) exit 1 ;;\nesac\n",
+        if buildx { "echo 'github.com/docker/buildx v0.20.0'" } else { "exit 1" }
+    );
+    std::fs::write(&path, script).expect("write fake client");
+    ok(Command::new("chmod").arg("0755").arg(&path));
+    path
+}
+
+#[test]
+fn client_selection_follows_the_docker_variable() {
+    let dir = temp_dir("clients");
+    let dry_run = |client: &Path, extra: &[&str]| {
+        run(xtask(&dir)
+            .env("DOCKER", client)
+            .args(["image", "--dry-run", "--project", PROJECT])
+            .args(extra))
+    };
+
+    // A 20.10 client without buildx: the built-in BuildKit.
+    let old = fake_client(&temp_dir("client-20"), "20.10.24+dfsg1", false);
+    let out = dry_run(&old, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).starts_with(&format!("DOCKER_BUILDKIT=1 {} build ", old.display())),
+        "{}",
+        stdout(&out)
+    );
+
+    // A 28.x client without buildx cannot build: say what to install.
+    let new = fake_client(&temp_dir("client-28"), "28.2.2", false);
+    assert_one_line_error(&dry_run(&new, &[]), &["28.2.2", "buildx"]);
+
+    // Any client with buildx: `buildx build --load`, and cache export is passed through.
+    let buildx = fake_client(&temp_dir("client-buildx"), "28.2.2", true);
+    let out = dry_run(&buildx, &["--cache-from", "type=gha", "--cache-to", "type=gha,mode=max"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line = stdout(&out);
+    assert!(line.starts_with(&format!("{} buildx build --load ", buildx.display())), "{line}");
+    assert!(line.contains("--cache-from type=gha --cache-to type=gha,mode=max "), "{line}");
+
+    for d in ["clients", "client-20", "client-28", "client-buildx"] {
+        let _ = std::fs::remove_dir_all(
+            std::env::temp_dir().join(format!("xtask-image-test-{}-{d}", std::process::id())),
+        );
+    }
+}
