@@ -392,6 +392,12 @@ fn splits_a_video_as_non_root_on_a_read_only_root() {
     };
     assert!(count("segments") >= 2, "6 s in 2 s segments gives several segments");
     assert!(count("audio") >= 1, "the AAC track is extracted");
+
+    // `splitter verify` in the image checks what it wrote, with the image's own ffprobe.
+    let output_ro = format!("{}:/out:ro", out.display());
+    let verify =
+        run_in_image(&built.image, &["--tmpfs", "/tmp", "-v", &output_ro], &["verify", "/out"]);
+    assert!(verify.status.success(), "verify in the container failed:\n{}", stderr(&verify));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
