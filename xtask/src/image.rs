@@ -70,6 +70,12 @@ impl Image {
             return Ok(());
         }
 
+        // A failed build must not leave the previous image's record for scan/push to pick up.
+        let record_path = BuildRecord::path();
+        if record_path.exists() {
+            std::fs::remove_file(&record_path)
+                .with_context(|| format!("cannot remove the old {}", record_path.display()))?;
+        }
         docker.ensure_daemon(sh)?;
         let base = match &base_image {
             Some(base) => base.clone(),

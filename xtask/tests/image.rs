@@ -560,6 +560,9 @@ fn docker_down_is_one_line_naming_the_fix() {
 fn an_unknown_base_image_is_one_line_naming_the_fix() {
     let _guard = lock();
     let state = temp_dir("unknown-base");
+    // A record of an earlier build must not survive a failed one.
+    std::fs::create_dir_all(state.join("xtask")).expect("state dir");
+    std::fs::write(state.join("xtask/image.json"), "{}").expect("old record");
     // A registry on a closed local port: the pull fails at once, and never leaves this machine.
     let output = run(xtask(&state).args([
         "image",
