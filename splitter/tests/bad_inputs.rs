@@ -86,7 +86,8 @@ fn a_text_file_named_mp4() {
 
 #[test]
 fn a_still_image() {
-    let png = fixture("still", "png", &["-f", "lavfi", "-i", "testsrc2=size=64x64", "-frames:v", "1"]);
+    let png =
+        fixture("still", "png", &["-f", "lavfi", "-i", "testsrc2=size=64x64", "-frames:v", "1"]);
     let dir = TempDir::new("still");
     split(&png, &dir.join("out")).assert_fails(4, "still image (PNG)");
     // The same picture in an MP4 container: one frame is not a video either.
@@ -101,7 +102,8 @@ fn a_still_image() {
 
 #[test]
 fn audio_only() {
-    let m4a = fixture("audio-only", "m4a", &["-f", "lavfi", "-t", "2", "-i", "sine", "-c:a", "aac"]);
+    let m4a =
+        fixture("audio-only", "m4a", &["-f", "lavfi", "-t", "2", "-i", "sine", "-c:a", "aac"]);
     let dir = TempDir::new("audio-only");
     split(&m4a, &dir.join("out")).assert_fails(4, "has no video stream (found: audio (aac))");
     assert_no_manifest(&dir.join("out"));
@@ -212,7 +214,8 @@ fn ffmpeg_or_ffprobe_missing_or_too_old() {
 fn errors_are_json_lines_when_not_on_a_terminal() {
     let dir = TempDir::new("json-error");
     // No SPLITTER_LOG_FORMAT: stderr is a pipe here, so JSON.
-    let run = splitter(&["split", path_str(&dir.join("missing.mp4")), path_str(&dir.join("out"))], &[]);
+    let run =
+        splitter(&["split", path_str(&dir.join("missing.mp4")), path_str(&dir.join("out"))], &[]);
     assert_eq!(run.code, Some(3));
     let lines: Vec<&str> = run.stderr.lines().collect();
     assert_eq!(lines.len(), 1, "{}", run.stderr);
