@@ -30,13 +30,41 @@ fn ffmpeg_path() -> String {
 
 fn generate_args() -> Vec<String> {
     [
-        "-f", "lavfi", "-t", SECONDS, "-i", "testsrc2=size=1920x1080:rate=25",
-        "-f", "lavfi", "-t", SECONDS, "-i", "sine=frequency=440:sample_rate=48000",
+        "-f",
+        "lavfi",
+        "-t",
+        SECONDS,
+        "-i",
+        "testsrc2=size=1920x1080:rate=25",
+        "-f",
+        "lavfi",
+        "-t",
+        SECONDS,
+        "-i",
+        "sine=frequency=440:sample_rate=48000",
         // Noise keeps the bitrate up like camera footage; ultrafast keeps generation short.
-        "-vf", "noise=alls=8:allf=t",
-        "-c:v", "libx264", "-preset", "ultrafast", "-x264-params", "bframes=3",
-        "-b:v", "37M", "-maxrate", "38M", "-bufsize", "38M", "-g", "50", "-pix_fmt", "yuv420p",
-        "-c:a", "aac", "-b:a", "128k",
+        "-vf",
+        "noise=alls=8:allf=t",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-x264-params",
+        "bframes=3",
+        "-b:v",
+        "37M",
+        "-maxrate",
+        "38M",
+        "-bufsize",
+        "38M",
+        "-g",
+        "50",
+        "-pix_fmt",
+        "yuv420p",
+        "-c:a",
+        "aac",
+        "-b:a",
+        "128k",
     ]
     .iter()
     .map(|s| s.to_string())
@@ -163,9 +191,22 @@ fn main() {
             if side == 0 {
                 let pattern = work.join("seg%03d.mp4");
                 let a: Vec<String> = [
-                    "-nostdin", "-hide_banner", "-loglevel", "error", "-i",
-                    input.to_str().expect("utf-8"), "-map", "0:v:0", "-c", "copy", "-f", "segment",
-                    "-segment_time", "10", "-reset_timestamps", "1",
+                    "-nostdin",
+                    "-hide_banner",
+                    "-loglevel",
+                    "error",
+                    "-i",
+                    input.to_str().expect("utf-8"),
+                    "-map",
+                    "0:v:0",
+                    "-c",
+                    "copy",
+                    "-f",
+                    "segment",
+                    "-segment_time",
+                    "10",
+                    "-reset_timestamps",
+                    "1",
                     pattern.to_str().expect("utf-8"),
                 ]
                 .iter()
@@ -175,8 +216,13 @@ fn main() {
             } else {
                 let out = work.join("out");
                 let a: Vec<String> = [
-                    "split", input.to_str().expect("utf-8"), out.to_str().expect("utf-8"),
-                    "--segment-seconds", "10", "--log-format", "json",
+                    "split",
+                    input.to_str().expect("utf-8"),
+                    out.to_str().expect("utf-8"),
+                    "--segment-seconds",
+                    "10",
+                    "--log-format",
+                    "json",
                 ]
                 .iter()
                 .map(|s| s.to_string())
@@ -189,7 +235,12 @@ fn main() {
                 segments = manifest["segments"].as_array().map_or(0, Vec::len);
             }
         }
-        eprintln!("run {}/{runs}: bare {:.2} s, splitter {:.2} s", run + 1, bare[run].wall, ours[run].wall);
+        eprintln!(
+            "run {}/{runs}: bare {:.2} s, splitter {:.2} s",
+            run + 1,
+            bare[run].wall,
+            ours[run].wall
+        );
     }
     let _ = std::fs::remove_dir_all(&work);
 
@@ -214,8 +265,12 @@ fn main() {
     println!("ffmpeg: {version}");
     println!("runs: {runs} each, alternating; load average before: {}", load.trim());
     println!();
-    println!("| command                               | wall median | wall min | CPU median | peak RSS (largest process) | splitter's own peak RSS |");
-    println!("|---------------------------------------|-------------|----------|------------|----------------------------|-------------------------|");
+    println!(
+        "| command                               | wall median | wall min | CPU median | peak RSS (largest process) | splitter's own peak RSS |"
+    );
+    println!(
+        "|---------------------------------------|-------------|----------|------------|----------------------------|-------------------------|"
+    );
     println!(
         "| ffmpeg -f segment (bare recipe)       | {:>9.2} s | {:>6.2} s | {:>10} | {:>26} | {:>23} |",
         wall(&bare),

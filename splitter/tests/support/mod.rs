@@ -207,6 +207,15 @@ pub fn splitter_command() -> Command {
         cmd.env_remove(var);
     }
     cmd.env("SPLITTER_WORK_DIR", scratch_root().join("work"));
+    // The splitter under test may run another ffmpeg build (e.g. the container's minimal
+    // one); fixtures and reference decodes always use the host's full ffmpeg.
+    for (from, to) in
+        [("SPLITTER_TEST_FFMPEG", "SPLITTER_FFMPEG"), ("SPLITTER_TEST_FFPROBE", "SPLITTER_FFPROBE")]
+    {
+        if let Some(value) = std::env::var_os(from) {
+            cmd.env(to, value);
+        }
+    }
     let _ = std::fs::create_dir_all(scratch_root().join("work"));
     cmd
 }
