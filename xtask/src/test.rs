@@ -100,6 +100,11 @@ impl Test {
                 run: Box::new(move |sh| {
                     let cargo = cargo();
                     let args = &test_args;
+                    // Image builds in the tests use the base the prerequisites step built
+                    // (nothing can be pulled offline), unless the caller chose another.
+                    let base = std::env::var("SPLITTER_BASE_IMAGE")
+                        .unwrap_or_else(|_| config::local_base_image(config::DEFAULT_PROJECT));
+                    let _base = sh.push_env("SPLITTER_BASE_IMAGE", base);
                     cmd!(sh, "{cargo} test --workspace {args...}")
                         .run()
                         .context("tests failed: see the failures above")
