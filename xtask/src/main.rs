@@ -12,6 +12,8 @@ mod aws;
 mod build_record;
 mod config;
 mod deploy;
+mod docker;
+mod git;
 mod iam_policy;
 mod image;
 mod infra;

@@ -1,0 +1,340 @@
+//! The one ffmpeg run that does the heavy lifting: stream-copies the video into segment
+//! files (ffmpeg's segment muxer), every audio stream into its own file, and optionally lists
+//! the video packets (framecrc) and the IDR pictures (filter_units + framecrc), all while
+//! reading the input once. Completed pieces are reported as the muxer closes them.
+
+use std::collections::VecDeque;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use anyhow::{Context, Result};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::error::{Kind, fail};
+use crate::plan::Layout;
+use crate::tools::Tools;
+
+/// How the segment muxer(s) cut the video.
+#[derive(Clone, Debug)]
+pub enum VideoCuts {
+    /// ffmpeg decides: first keyframe at or after every `seconds` (fast path, checked after).
+    Every { seconds: f64 },
+    /// Exact packet indices per muxer (planned path).
+    Planned(Layout),
+}
+
+/// Container used for segment files.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Container {
+    pub muxer: &'static str,
+    pub extension: &'static str,
+}
+
+const MP4_VIDEO: &[&str] = &["h264", "hevc", "av1", "vp9", "mpeg1video", "mpeg2video", "mpeg4"];
+const MP4_AUDIO: &[&str] = &["aac", "mp3", "mp2", "ac3", "eac3", "alac", "opus", "flac"];
+
+/// MP4 (without edit lists, so a standalone decode shows every packet) where the codec fits,
+/// else Matroska.
+pub fn segment_container(codec: &str) -> Container {
+    if MP4_VIDEO.contains(&codec) {
+        Container { muxer: "mp4", extension: "mp4" }
+    } else {
+        Container { muxer: "matroska", extension: "mkv" }
+    }
+}
+
+/// Audio stays in the source's container family, which keeps encoder delay and edit lists
+/// exactly (an MP4 edit list cannot be expressed in Matroska and vice versa).
+pub fn audio_container(source_format: &str, codec: &str) -> Container {
+    let mov_family = source_format.split(',').any(|f| f == "mov" || f == "mp4");
+    match (mov_family, MP4_AUDIO.contains(&codec)) {
+        (true, true) => Container { muxer: "mp4", extension: "m4a" },
+        (true, false) => Container { muxer: "mov", extension: "mov" },
+        (false, _) => Container { muxer: "matroska", extension: "mka" },
+    }
+}
+
+/// One audio stream to extract.
+#[derive(Clone, Debug)]
+pub struct AudioJob {
+    pub stream_index: u32,
+    pub container: Container,
+    pub file: PathBuf,
+}
+
+/// Everything one ffmpeg run does.
+#[derive(Clone, Debug)]
+pub struct CutPass {
+    pub input: PathBuf,
+    pub video_stream: u32,
+    /// Segment files, or none (a probing run).
+    pub video: Option<(VideoCuts, Container)>,
+    /// Directory for the segment muxers' pieces.
+    pub pieces_dir: PathBuf,
+    /// Write the video packet list here.
+    pub packet_log: Option<PathBuf>,
+    /// Write the list of IDR pictures here, using this `filter_units` selection.
+    pub idr_log: Option<(PathBuf, &'static str)>,
+    pub audio: Vec<AudioJob>,
+}
+
+/// A piece the segment muxer closed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Piece {
+    pub muxer: usize,
+    pub index: usize,
+    pub path: PathBuf,
+    /// Start time the muxer reports (seconds, the run's timeline); meaningless for piece 0.
+    pub start_seconds: f64,
+}
+
+/// How the run ended.
+#[derive(Clone, Debug)]
+pub struct PassOutcome {
+    pub stderr_tail: Vec<String>,
+    /// ffmpeg reported reading past the end of the data (a truncated file).
+    pub truncated: bool,
+}
+
+/// The `filter_units` unit types of pictures a decoder can start at and show every frame:
+/// H.264 IDR (5), HEVC IDR_W_RADL/IDR_N_LP (19, 20).
+pub fn idr_unit_types(codec: &str) -> Option<&'static str> {
+    match codec {
+        "h264" => Some("pass_types=5"),
+        "hevc" => Some("pass_types=19-20"),
+        _ => None,
+    }
+}
+
+const MUXER_NAMES: [&str; 2] = ["a", "b"];
+
+fn piece_from_list_line(line: &str, dir: &Path) -> Option<Piece> {
+    // csv: name,start,end (the name is the basename; ours never need quoting)
+    let mut fields = line.trim().split(',');
+    let name = fields.next()?;
+    let start_seconds: f64 = fields.next()?.trim().parse().ok()?;
+    let muxer = MUXER_NAMES.iter().position(|m| name.starts_with(m))?;
+    let digits: String = name[1..].chars().take_while(char::is_ascii_digit).collect();
+    let index = digits.parse().ok()?;
+    Some(Piece { muxer, index, path: dir.join(name), start_seconds })
+}
+
+impl CutPass {
+    fn args(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = Vec::new();
+        let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
+        push(&["-i"]);
+        a.push(self.input.clone().into_os_string());
+        let map = format!("0:{}", self.video_stream);
+        if let Some((cuts, container)) = &self.video {
+            let muxers: Vec<Option<String>> = match cuts {
+                VideoCuts::Every { .. } => vec![None],
+                VideoCuts::Planned(layout) => layout
+                    .muxers
+                    .iter()
+                    .map(|m| {
+                        // No cut at all: a frame number past the end never triggers.
+                        let frames = if m.cut_packets.is_empty() {
+                            i32::MAX.to_string()
+                        } else {
+                            m.cut_packets.iter().map(u64::to_string).collect::<Vec<_>>().join(",")
+                        };
+                        Some(frames)
+                    })
+                    .collect(),
+            };
+            for (i, frames) in muxers.iter().enumerate() {
+                let mut v: Vec<String> = vec![
+                    "-map".into(),
+                    map.clone(),
+                    "-c".into(),
+                    "copy".into(),
+                    "-map_metadata".into(),
+                    "-1".into(),
+                    "-map_chapters".into(),
+                    "-1".into(),
+                    "-fflags".into(),
+                    "+bitexact".into(),
+                    "-f".into(),
+                    "segment".into(),
+                    "-segment_format".into(),
+                    container.muxer.into(),
+                ];
+                if container.muxer == "mp4" {
+                    v.extend(["-segment_format_options".into(), "use_editlist=0".into()]);
+                }
+                match (cuts, frames) {
+                    (VideoCuts::Every { seconds }, _) => {
+                        v.extend(["-segment_time".into(), format!("{seconds}")]);
+                    }
+                    (VideoCuts::Planned(_), Some(frames)) => {
+                        v.extend(["-segment_frames".into(), frames.clone()]);
+                    }
+                    (VideoCuts::Planned(_), None) => {}
+                }
+                v.extend([
+                    "-reset_timestamps".into(),
+                    "1".into(),
+                    // Keep the muxer's timeline equal to the packet list's.
+                    "-avoid_negative_ts".into(),
+                    "disabled".into(),
+                    "-segment_list".into(),
+                    "pipe:1".into(),
+                    "-segment_list_type".into(),
+                    "csv".into(),
+                ]);
+                a.extend(v.into_iter().map(OsString::from));
+                let pattern = format!("{}%06d.{}", MUXER_NAMES[i], container.extension);
+                a.push(self.pieces_dir.join(pattern).into_os_string());
+            }
+        }
+        if let Some(log) = &self.packet_log {
+            a.extend(["-map", &map, "-c", "copy", "-f", "framecrc"].map(OsString::from));
+            a.push(log.clone().into_os_string());
+        }
+        if let Some((log, types)) = &self.idr_log {
+            let bsf = format!("filter_units={types}");
+            a.extend(
+                ["-map", &map, "-c", "copy", "-bsf:v", &bsf, "-f", "framecrc"].map(OsString::from),
+            );
+            a.push(log.clone().into_os_string());
+        }
+        for job in &self.audio {
+            let amap = format!("0:{}", job.stream_index);
+            a.extend(
+                ["-map", &amap, "-c", "copy", "-fflags", "+bitexact", "-f", job.container.muxer]
+                    .map(OsString::from),
+            );
+            a.push(job.file.clone().into_os_string());
+        }
+        a
+    }
+
+    /// Runs ffmpeg; `on_piece` is called as each segment piece is closed.
+    pub async fn run(&self, tools: &Tools, mut on_piece: impl FnMut(Piece)) -> Result<PassOutcome> {
+        let args = self.args();
+        tracing::debug!(args = ?args, "running ffmpeg");
+        let mut child = tools
+            .ffmpeg()
+            .arg("-y")
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                fail(Kind::Tools, format!("cannot run {}: {e}", tools.ffmpeg.display()))
+            })?;
+        let stdout = child.stdout.take().context("ffmpeg stdout")?;
+        let stderr = child.stderr.take().context("ffmpeg stderr")?;
+        // Collect stderr concurrently, keeping only the last lines (a damaged input can make
+        // ffmpeg print a lot).
+        let stderr_task = tokio::spawn(async move {
+            let mut tail: VecDeque<String> = VecDeque::new();
+            let mut truncated = false;
+            let mut reader = BufReader::new(stderr);
+            let mut buf = Vec::new();
+            while matches!(reader.read_until(b'\n', &mut buf).await, Ok(n) if n > 0) {
+                let line = String::from_utf8_lossy(&buf).trim_end().to_string();
+                buf.clear();
+                if line.contains("partial file") {
+                    truncated = true;
+                }
+                if tail.len() == 20 {
+                    tail.pop_front();
+                }
+                tail.push_back(line);
+            }
+            (tail.into_iter().collect::<Vec<_>>(), truncated)
+        });
+        let mut lines = BufReader::new(stdout).lines();
+        while let Some(line) = lines.next_line().await.context("reading ffmpeg's segment list")? {
+            match piece_from_list_line(&line, &self.pieces_dir) {
+                Some(piece) => on_piece(piece),
+                None => tracing::debug!(line, "unexpected segment list line"),
+            }
+        }
+        let status = child.wait().await.context("waiting for ffmpeg")?;
+        let (stderr_tail, truncated) = stderr_task.await.context("reading ffmpeg's errors")?;
+        if !status.success() {
+            let last = stderr_tail.last().cloned().unwrap_or_else(|| format!("{status}"));
+            let text = stderr_tail.join("\n");
+            let kind = if text.contains("No space left on device")
+                || text.contains("Permission denied")
+                || text.contains("Read-only file system")
+            {
+                Kind::OutputUnwritable
+            } else if text.contains("Invalid data found") || truncated {
+                Kind::NotAVideo
+            } else {
+                Kind::Other
+            };
+            return Err(fail(kind, format!("ffmpeg failed: {last}")));
+        }
+        Ok(PassOutcome { stderr_tail, truncated })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::MuxerLayout;
+
+    #[test]
+    fn containers_follow_codecs_and_source_family() {
+        assert_eq!(segment_container("hevc").extension, "mp4");
+        assert_eq!(segment_container("vp8").muxer, "matroska");
+        assert_eq!(audio_container("mov,mp4,m4a,3gp,3g2,mj2", "aac").extension, "m4a");
+        assert_eq!(audio_container("mov,mp4,m4a,3gp,3g2,mj2", "pcm_s16le").muxer, "mov");
+        assert_eq!(audio_container("matroska,webm", "opus").extension, "mka");
+        assert_eq!(audio_container("mpegts", "aac").extension, "mka");
+    }
+
+    #[test]
+    fn segment_list_lines_name_the_piece() {
+        let dir = Path::new("/w");
+        let piece = piece_from_list_line("b000012.mp4,20.480000,30.520000", dir).expect("piece");
+        assert_eq!((piece.muxer, piece.index), (1, 12));
+        assert_eq!(piece.path, Path::new("/w/b000012.mp4"));
+        assert!((piece.start_seconds - 20.48).abs() < 1e-9);
+        assert_eq!(piece_from_list_line("garbage", dir), None);
+    }
+
+    #[test]
+    fn planned_pass_arguments() {
+        let pass = CutPass {
+            input: "in.mp4".into(),
+            video_stream: 0,
+            video: Some((
+                VideoCuts::Planned(Layout {
+                    muxers: vec![
+                        MuxerLayout {
+                            cut_packets: vec![7, 27],
+                            pieces: vec![Some(0), Some(2), None],
+                        },
+                        MuxerLayout { cut_packets: vec![], pieces: vec![Some(1)] },
+                    ],
+                }),
+                segment_container("hevc"),
+            )),
+            pieces_dir: "/w".into(),
+            packet_log: None,
+            idr_log: Some(("/w/idr.crc".into(), "pass_types=19-20")),
+            audio: vec![AudioJob {
+                stream_index: 1,
+                container: audio_container("mov", "aac"),
+                file: "/w/audio-1.m4a".into(),
+            }],
+        };
+        let args: Vec<String> =
+            pass.args().into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        let text = args.join(" ");
+        assert!(text.contains("-segment_frames 7,27"), "{text}");
+        assert!(text.contains(&format!("-segment_frames {}", i32::MAX)), "{text}");
+        assert!(text.contains("/w/a%06d.mp4"), "{text}");
+        assert!(text.contains("/w/b%06d.mp4"), "{text}");
+        assert!(text.contains("-bsf:v filter_units=pass_types=19-20 -f framecrc /w/idr.crc"));
+        assert!(text.contains("-map 0:1 -c copy -fflags +bitexact -f mp4 /w/audio-1.m4a"));
+        assert!(text.contains("use_editlist=0"));
+    }
+}

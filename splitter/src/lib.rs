@@ -1,0 +1,30 @@
+//! The splitter: cuts a video into keyframe-aligned, stream-copied segments (plus one file per
+//! audio stream) that each decode standalone to exactly their frames, with a manifest written
+//! last. See `README.md` for the command line, the manifest schema and the exit codes.
+//!
+//! Pure planning lives in [`plan`] (packets in, cut list out); everything that touches
+//! ffmpeg, files or S3 sits at the edges ([`probe`], [`cut`], [`output`], [`s3`]).
+
+pub mod cut;
+pub mod error;
+pub mod hash;
+pub mod location;
+pub mod logging;
+pub mod manifest;
+pub mod output;
+pub mod packets;
+pub mod plan;
+pub mod probe;
+pub mod s3;
+pub mod split;
+pub mod tools;
+pub mod verify;
+
+/// Peak resident memory of this process (VmHWM), in KiB; `None` off Linux.
+pub fn peak_rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}

@@ -1,0 +1,151 @@
+//! Reading packet lists that ffmpeg prints with its `framecrc` muxer.
+//!
+//! A stream copy to `framecrc` lists every packet in decode order without decoding:
+//!
+//! ```text
+//! #tb 0: 1/12800
+//! 0,      -1024,          0,      512,     2898, 0x04803df9
+//! 0,       -512,       1536,      512,      623, 0x9b3d37e8, F=0x0
+//! ```
+//!
+//! (stream, dts, pts, duration, size, adler32, then `F=` flags unless they are exactly "key").
+//! The same packets, numbered the same way, reach the segment muxer in the same run, which is
+//! what makes `-segment_frames` exact.
+
+use std::io::BufRead;
+
+use anyhow::{Context, Result, bail};
+
+use crate::plan::{GopBuilder, Packet, Stream};
+
+const FLAG_KEY: u32 = 0x1;
+const FLAG_CORRUPT: u32 = 0x2;
+const FLAG_DISCARD: u32 = 0x4;
+
+/// A packet list folded into GOPs, plus what else the list tells.
+#[derive(Clone, Debug)]
+pub struct PacketLog {
+    pub stream: Stream,
+    /// Time base of the timestamps (`#tb` header).
+    pub time_base: (i64, i64),
+    pub corrupt_packets: u64,
+    pub bytes: u64,
+}
+
+fn parse_time_base(line: &str) -> Option<(i64, i64)> {
+    let rest = line.strip_prefix("#tb 0:")?.trim();
+    let (n, d) = rest.split_once('/')?;
+    let (n, d) = (n.trim().parse().ok()?, d.trim().parse().ok()?);
+    (n > 0 && d > 0).then_some((n, d))
+}
+
+/// One packet line → (packet, size, corrupt).
+pub fn parse_line(line: &str) -> Option<(Packet, u64, bool)> {
+    let mut fields = line.split(',').map(str::trim);
+    let _stream = fields.next()?;
+    let _dts: i64 = fields.next()?.parse().ok()?;
+    let pts: i64 = fields.next()?.parse().ok()?;
+    let duration: i64 = fields.next()?.parse().ok()?;
+    let size: u64 = fields.next()?.parse().ok()?;
+    let _crc = fields.next()?;
+    let flags = match fields.next() {
+        Some(f) if f.starts_with("F=") => {
+            u32::from_str_radix(f.trim_start_matches("F=").trim_start_matches("0x"), 16).ok()?
+        }
+        _ => FLAG_KEY,
+    };
+    let packet =
+        Packet { pts, duration, key: flags & FLAG_KEY != 0, discard: flags & FLAG_DISCARD != 0 };
+    Some((packet, size, flags & FLAG_CORRUPT != 0))
+}
+
+/// Reads a framecrc listing of one stream into GOP summaries (memory: O(GOPs)).
+pub fn read_log(reader: impl BufRead) -> Result<PacketLog> {
+    let mut builder = GopBuilder::new();
+    let mut time_base = None;
+    let mut corrupt_packets = 0;
+    let mut bytes = 0;
+    for (n, line) in reader.lines().enumerate() {
+        let line = line.context("reading the packet list")?;
+        if line.starts_with('#') {
+            if let Some(tb) = parse_time_base(&line) {
+                time_base = Some(tb);
+            }
+            continue;
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let Some((packet, size, corrupt)) = parse_line(&line) else {
+            bail!("unexpected line {} in ffmpeg's packet list: {line:?}", n + 1);
+        };
+        builder.push(packet);
+        bytes += size;
+        corrupt_packets += u64::from(corrupt);
+    }
+    let time_base = time_base.context("ffmpeg's packet list has no time base line")?;
+    Ok(PacketLog { stream: builder.finish(), time_base, corrupt_packets, bytes })
+}
+
+/// Reads the pts of every packet in a framecrc listing (used for the IDR list, which is
+/// short: one entry per IDR picture).
+pub fn read_pts(reader: impl BufRead) -> Result<Vec<i64>> {
+    let mut out = Vec::new();
+    for line in reader.lines() {
+        let line = line.context("reading the keyframe list")?;
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let (packet, _, _) = parse_line(&line)
+            .with_context(|| format!("unexpected line in ffmpeg's keyframe list: {line:?}"))?;
+        out.push(packet.pts);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LOG: &str = "#format: frame checksums
+#version: 2
+#hash: CRC32
+#tb 0: 1/12800
+#media_type 0: video
+#codec_id 0: h264
+#dimensions 0: 160x90
+#sar 0: 1/1
+0,     -17920,     -16896,      512,     2898, 0x04803df9, F=0x5
+0,     -17408,     -14848,      512,      996, 0x18ebf4f5, F=0x4
+0,      -1024,       1536,      512,      799, 0x05338f9f, F=0x0
+0,      25600,      26624,      512,     2898, 0x04803df9
+0,      26112,      26112,      512,      320, 0x42fa97b5, F=0x12
+0,      -3600,          0,     3600,     4979, 0x8fd19907, S=2,        1,       40
+";
+
+    #[test]
+    fn parses_flags_sizes_and_the_time_base() {
+        let log = read_log(LOG.as_bytes()).expect("parse");
+        assert_eq!(log.time_base, (1, 12800));
+        assert_eq!(log.stream.packets, 6);
+        assert_eq!(log.stream.gops.len(), 3);
+        assert_eq!(log.corrupt_packets, 1);
+        assert_eq!(log.bytes, 2898 + 996 + 799 + 2898 + 320 + 4979);
+        let first = &log.stream.gops[0];
+        assert_eq!(first.key_pts, -16896);
+        assert_eq!(first.hidden_pts, vec![-16896, -14848]);
+        // A line without F= is a keyframe with no other flag; with side data (S=) too.
+        assert_eq!(log.stream.gops[1].first_packet, 3);
+        assert_eq!(log.stream.gops[2].key_pts, 0);
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        assert!(read_log("#tb 0: 1/25\nnot a packet\n".as_bytes()).is_err());
+        assert!(read_log("0, 0, 0, 1, 10, 0x0\n".as_bytes()).is_err(), "no time base");
+        assert_eq!(
+            read_pts("#tb 0: 1/25\n0, 1, 2, 1, 10, 0x0\n".as_bytes()).expect("pts"),
+            vec![2]
+        );
+    }
+}
