@@ -221,13 +221,14 @@ impl Properties {
         changed
     }
 
-    /// `RegisterJobDefinition` with these properties, field by field.
-    pub async fn register(
+    /// The `RegisterJobDefinition` request for these properties, field by field.
+    fn request(
         self,
         batch: &aws_sdk_batch::Client,
         name: &str,
-    ) -> Result<(String, i32)> {
-        let out = batch
+    ) -> aws_sdk_batch::operation::register_job_definition::builders::RegisterJobDefinitionFluentBuilder
+    {
+        batch
             .register_job_definition()
             .job_definition_name(name)
             .set_type(self.r#type)
@@ -243,15 +244,20 @@ impl Properties {
             .set_eks_properties(self.eks_properties)
             .set_ecs_properties(self.ecs_properties)
             .set_consumable_resource_properties(self.consumable_resource_properties)
-            .send()
-            .await
-            .map_err(sdk_error)
-            .with_context(|| {
-                format!(
-                    "cannot register a new revision of job definition {name}: check that the role has \
-                     batch:RegisterJobDefinition and iam:PassRole on the job's roles"
-                )
-            })?;
+    }
+
+    /// Registers a new revision with these properties; returns its ARN and number.
+    pub async fn register(
+        self,
+        batch: &aws_sdk_batch::Client,
+        name: &str,
+    ) -> Result<(String, i32)> {
+        let out = self.request(batch, name).send().await.map_err(sdk_error).with_context(|| {
+            format!(
+                "cannot register a new revision of job definition {name}: check that the role has \
+                 batch:RegisterJobDefinition and iam:PassRole on the job's roles"
+            )
+        })?;
         let arn = out.job_definition_arn().unwrap_or_default().to_owned();
         let revision = out.revision().context("Batch returned no revision number")?;
         Ok((arn, revision))
@@ -565,6 +571,37 @@ mod tests {
         assert_eq!(new.container_properties, Some(expected));
         // The same image again is no change at all (bookkeeping tags aside).
         assert!(old.changed_fields(&old.clone().with_tag(TAG_IMAGE_TAG, "x")).is_empty());
+    }
+
+    #[test]
+    fn the_register_request_carries_every_property() {
+        let conf = aws_sdk_batch::Config::builder()
+            .behavior_version(aws_sdk_batch::config::BehaviorVersion::latest())
+            .region(aws_sdk_batch::config::Region::new("us-east-1"))
+            .build();
+        let client = aws_sdk_batch::Client::from_conf(conf);
+        let props = Properties::from_described(&rich()).with_tag(TAG_IMAGE_TAG, "new");
+        let input = props.clone().request(&client, "jd").as_input().clone().build().expect("input");
+        assert_eq!(input.job_definition_name.as_deref(), Some("jd"));
+        let sent = Properties {
+            r#type: input.r#type,
+            parameters: input.parameters,
+            scheduling_priority: input.scheduling_priority,
+            container_properties: input.container_properties,
+            node_properties: input.node_properties,
+            retry_strategy: input.retry_strategy,
+            propagate_tags: input.propagate_tags,
+            timeout: input.timeout,
+            tags: input.tags,
+            platform_capabilities: input.platform_capabilities,
+            eks_properties: input.eks_properties,
+            ecs_properties: input.ecs_properties,
+            consumable_resource_properties: input.consumable_resource_properties,
+        };
+        assert_eq!(sent, props);
+        assert_eq!(sent.scheduling_priority, Some(5));
+        assert_eq!(sent.propagate_tags, Some(true));
+        assert_eq!(sent.platform_capabilities, Some(vec![PlatformCapability::Ec2]));
     }
 
     #[test]

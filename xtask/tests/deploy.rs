@@ -75,8 +75,9 @@ fn a_rich_job_definition_survives_the_round_trip_except_its_image() {
     // What moto stored is what was registered, except two documented moto 5.2.5 quirks:
     // - evaluateOnExit actions read back lower-case (real AWS returns RETRY/EXIT);
     // - schedulingPriority is not stored at all (moto's JobDefinition has no such field), so
-    //   its round trip is checked by xtask's unit test `jobdef::tests::a_new_image_changes_the_
-    //   image_and_nothing_else` instead; if moto starts storing it, it is compared here too.
+    //   its round trip is checked by xtask's unit tests (`jobdef::tests::a_new_image_changes_the_
+    //   image_and_nothing_else`, `…::the_register_request_carries_every_property`) instead; if
+    //   moto starts storing it, it is compared here too.
     let rev1 = world.revision("dev", 1);
     for (key, want) in input.as_object().expect("object") {
         let got = &rev1[key];
@@ -107,8 +108,8 @@ fn a_rich_job_definition_survives_the_round_trip_except_its_image() {
     assert_eq!(rev2["status"], "ACTIVE");
     // moto 5.2.5 gives every later revision the first one's platformCapabilities and
     // propagateTags whatever the request says, so for those two (and schedulingPriority, see
-    // above) this equality proves nothing: the unit test `jobdef::tests::a_new_image_changes_
-    // the_image_and_nothing_else` checks that the registered properties carry them.
+    // above) this equality proves nothing: the unit test `jobdef::tests::the_register_request_
+    // carries_every_property` checks that the request xtask sends carries them.
     assert_eq!(comparable(&rev2), comparable(&rev1), "everything but the image carried over");
     assert_eq!(tag_of(&rev2, "splitter:previous-revision"), Some("1"));
     assert_eq!(tag_of(&rev2, "splitter:image-tag"), Some(tag.as_str()));
