@@ -275,9 +275,9 @@ fn sorted(map: &Option<HashMap<String, String>>) -> Option<Vec<(&String, &String
 /// The seed's "No active job definition found", with the name and what to do.
 pub fn no_active_error(target: &Target) -> anyhow::Error {
     anyhow::anyhow!(
-        "No active job definition found: {} in {} has no ACTIVE revision; run Terraform apply first \
-         (locally: `cargo xtask local up --env {}`), and check the name is {{PROJECT_NAME}}-splitter-job-{{env}} \
-         (project {})",
+        "No active job definition found named {} in {}: run Terraform apply first to create it (locally: \
+         `cargo xtask local up --env {}`), and check that the project ({}, --project/PROJECT_NAME) and \
+         --env match the name {{project}}-splitter-job-{{env}}",
         target.job_definition(),
         target.region,
         target.env,
