@@ -31,7 +31,9 @@ pub struct Container {
     pub extension: &'static str,
 }
 
-const MP4_VIDEO: &[&str] = &["h264", "hevc", "av1", "vp9", "mpeg1video", "mpeg2video", "mpeg4"];
+// Not VP9: its `vpcC` box needs profile and bit depth, which a decoder-less ffmpeg cannot
+// know for VP9 coming from WebM/Matroska; Matroska needs nothing of the sort.
+const MP4_VIDEO: &[&str] = &["h264", "hevc", "av1", "mpeg1video", "mpeg2video", "mpeg4"];
 const MP4_AUDIO: &[&str] = &["aac", "mp3", "mp2", "ac3", "eac3", "alac", "opus", "flac"];
 
 /// MP4 (without edit lists, so a standalone decode shows every packet) where the codec fits,
@@ -284,6 +286,7 @@ mod tests {
     fn containers_follow_codecs_and_source_family() {
         assert_eq!(segment_container("hevc").extension, "mp4");
         assert_eq!(segment_container("vp8").muxer, "matroska");
+        assert_eq!(segment_container("vp9").extension, "mkv");
         assert_eq!(audio_container("mov,mp4,m4a,3gp,3g2,mj2", "aac").extension, "m4a");
         assert_eq!(audio_container("mov,mp4,m4a,3gp,3g2,mj2", "pcm_s16le").muxer, "mov");
         assert_eq!(audio_container("matroska,webm", "opus").extension, "mka");

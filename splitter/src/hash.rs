@@ -47,6 +47,59 @@ pub fn digest_file(path: &Path) -> io::Result<FileDigest> {
     digest_reader(File::open(path)?)
 }
 
+/// A single background thread that hashes files in the order they are submitted.
+///
+/// One thread, not one per file: ffmpeg keeps one core busy while the splitter hashes the
+/// source and then each finished segment on the other, instead of three threads fighting over
+/// two cores and slowing ffmpeg down.
+#[derive(Debug)]
+pub struct HashQueue {
+    sender: std::sync::mpsc::Sender<(
+        std::path::PathBuf,
+        tokio::sync::oneshot::Sender<io::Result<FileDigest>>,
+    )>,
+}
+
+/// The digest of a submitted file, once the queue gets to it.
+#[derive(Debug)]
+pub struct Pending(tokio::sync::oneshot::Receiver<io::Result<FileDigest>>);
+
+impl Pending {
+    /// A digest already known (e.g. computed while downloading).
+    pub fn ready(digest: FileDigest) -> Pending {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let _ = tx.send(Ok(digest));
+        Pending(rx)
+    }
+
+    pub async fn wait(self) -> io::Result<FileDigest> {
+        self.0.await.unwrap_or_else(|_| Err(io::Error::other("the hashing thread stopped")))
+    }
+}
+
+impl HashQueue {
+    pub fn new() -> io::Result<HashQueue> {
+        let (sender, receiver) = std::sync::mpsc::channel::<(
+            std::path::PathBuf,
+            tokio::sync::oneshot::Sender<io::Result<FileDigest>>,
+        )>();
+        std::thread::Builder::new().name("sha256".into()).spawn(move || {
+            while let Ok((path, reply)) = receiver.recv() {
+                let _ = reply.send(digest_file(&path));
+            }
+        })?;
+        Ok(HashQueue { sender })
+    }
+
+    pub fn submit(&self, path: std::path::PathBuf) -> Pending {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if let Err(std::sync::mpsc::SendError((_, reply))) = self.sender.send((path, tx)) {
+            let _ = reply.send(Err(io::Error::other("the hashing thread stopped")));
+        }
+        Pending(rx)
+    }
+}
+
 /// An incremental hasher for data that streams through (downloads).
 #[derive(Default)]
 pub struct Hasher {
@@ -89,6 +142,21 @@ mod tests {
         h.update(b"a");
         h.update(b"bc");
         assert_eq!(h.finish(), abc);
+    }
+
+    #[tokio::test]
+    async fn the_queue_hashes_files_in_order() {
+        let dir = std::env::temp_dir().join(format!("splitter-hash-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        std::fs::write(dir.join("a"), b"abc").expect("write");
+        let queue = HashQueue::new().expect("queue");
+        let a = queue.submit(dir.join("a"));
+        let missing = queue.submit(dir.join("missing"));
+        assert_eq!(a.wait().await.expect("digest"), digest_reader(&b"abc"[..]).expect("hash"));
+        assert!(missing.wait().await.is_err());
+        let ready = Pending::ready(FileDigest { bytes: 1, sha256: "x".into() });
+        assert_eq!(ready.wait().await.expect("ready").bytes, 1);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

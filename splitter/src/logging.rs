@@ -27,7 +27,7 @@ impl LogFormat {
 /// Installs the subscriber. The level comes from `SPLITTER_LOG` (e.g. `debug`), default
 /// `info`; the AWS SDK's own chatter stays at `warn`.
 pub fn init(format: LogFormat) {
-    let default = "info,aws_config=warn,aws_smithy_runtime=warn,aws_sdk_s3=warn,hyper=warn";
+    let default = "info,aws_config=error,aws_smithy_runtime=warn,aws_sdk_s3=warn,hyper=warn";
     let filter = std::env::var("SPLITTER_LOG")
         .ok()
         .and_then(|f| EnvFilter::try_new(f).ok())

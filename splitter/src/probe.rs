@@ -5,12 +5,12 @@ use std::io::Read;
 use std::path::Path;
 use std::process::Stdio;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::Value;
 
 use crate::error::{Kind, fail};
 use crate::plan::Packet;
-use crate::tools::Tools;
+use crate::tools;
 
 /// Seconds of packets ffprobe reads up front to spot open GOPs (which need the planned path).
 pub const SNIFF_SECONDS: u32 = 15;
@@ -255,11 +255,11 @@ pub fn interpret(json: &Value, shown: &str) -> Result<SourceInfo> {
     })
 }
 
-/// Runs ffprobe on a local file.
-pub async fn probe(tools: &Tools, path: &Path, shown: &str) -> Result<SourceInfo> {
-    let output = tools
-        .ffprobe()
-        .args(["-print_format", "json", "-show_format", "-show_streams"])
+/// Runs ffprobe on a local file. Also checks ffprobe's version (from the same output).
+pub async fn probe(ffprobe: &Path, path: &Path, shown: &str) -> Result<SourceInfo> {
+    let output = tools::ffprobe_command(ffprobe)
+        .args(["-print_format", "json", "-show_program_version", "-show_library_versions"])
+        .args(["-show_format", "-show_streams"])
         .args(["-show_entries", "packet=stream_index,pts,duration,flags"])
         .arg("-read_intervals")
         .arg(format!("%+{SNIFF_SECONDS}"))
@@ -268,7 +268,29 @@ pub async fn probe(tools: &Tools, path: &Path, shown: &str) -> Result<SourceInfo
         .stderr(Stdio::piped())
         .output()
         .await
-        .with_context(|| format!("running {}", tools.ffprobe.display()))?;
+        .map_err(|e| {
+            fail(
+                Kind::Tools,
+                format!(
+                    "ffprobe not found or not runnable ({}: {e}); install ffmpeg {} or newer, or \
+                     point SPLITTER_FFPROBE at it",
+                    ffprobe.display(),
+                    tools::MIN_VERSION
+                ),
+            )
+        })?;
+    let json: Option<Value> = serde_json::from_slice(&output.stdout).ok();
+    match json.as_ref().and_then(tools::version_from_json) {
+        Some(info) if tools::is_supported(&info) != Some(false) => {}
+        // Not ffprobe, or too old: `ffprobe -version` gives the precise reason.
+        _ => {
+            tools::check("ffprobe", ffprobe.as_os_str()).await?;
+            return Err(fail(
+                Kind::Tools,
+                format!("{} printed unexpected output; is it ffprobe?", ffprobe.display()),
+            ));
+        }
+    }
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no details");
@@ -286,9 +308,7 @@ pub async fn probe(tools: &Tools, path: &Path, shown: &str) -> Result<SourceInfo
             ),
         ));
     }
-    let json: Value = serde_json::from_slice(&output.stdout)
-        .map_err(|e| fail(Kind::NotAVideo, format!("{shown}: unreadable ffprobe output: {e}")))?;
-    interpret(&json, shown)
+    interpret(&json.unwrap_or_default(), shown)
 }
 
 #[cfg(test)]

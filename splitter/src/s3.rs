@@ -41,14 +41,19 @@ pub enum ErrorClass {
     NoSuchKey,
     NoSuchBucket,
     AccessDenied,
+    /// No usable credentials (nothing in the default chain, or it failed).
+    NoCredentials,
     Other,
 }
 
 pub fn classify<E, R>(err: &SdkError<E, R>) -> ErrorClass
 where
-    E: ProvideErrorMetadata,
-    R: HasStatus,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: HasStatus + std::fmt::Debug,
 {
+    if matches!(err, SdkError::DispatchFailure(_)) && chain_text(err).contains("credentials") {
+        return ErrorClass::NoCredentials;
+    }
     let code = err.code();
     let status = err.raw_response().map(HasStatus::status);
     match (code, status) {
@@ -83,24 +88,32 @@ impl HasStatus for aws_sdk_s3::config::http::HttpResponse {
     }
 }
 
-/// One line describing an SDK error: its code and message, or the transport problem.
+fn chain_text<E, R>(err: &SdkError<E, R>) -> String
+where
+    E: std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(cause) = source {
+        text = format!("{text}: {cause}");
+        source = cause.source();
+    }
+    text
+}
+
+/// One line describing an SDK error: its code and message, the HTTP status, or the
+/// transport problem.
 pub fn describe<E, R>(err: &SdkError<E, R>) -> String
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + HasStatus,
 {
-    match (err.code(), err.message()) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code.to_string(),
-        _ => {
-            let mut text = err.to_string();
-            let mut source = std::error::Error::source(err);
-            while let Some(cause) = source {
-                text = format!("{text}: {cause}");
-                source = cause.source();
-            }
-            text
-        }
+    match (err.code(), err.message(), err.raw_response().map(HasStatus::status)) {
+        (Some(code), Some(message), _) => format!("{code}: {message}"),
+        (Some(code), None, _) => code.to_string(),
+        (None, _, Some(status)) => format!("HTTP {status}"),
+        _ => chain_text(err),
     }
 }
 
@@ -129,6 +142,9 @@ pub async fn download_if_exists(
                 }
                 ErrorClass::AccessDenied => {
                     format!("access denied reading {uri} ({})", describe(&e))
+                }
+                ErrorClass::NoCredentials => {
+                    format!("no usable AWS credentials to read {uri}: {}", describe(&e))
                 }
                 ErrorClass::Other => format!("cannot read {uri}: {}", describe(&e)),
             };

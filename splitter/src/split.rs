@@ -14,13 +14,12 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use tokio::task::JoinHandle;
 
 use crate::cut::{
     self, AudioJob, Container, CutPass, PassOutcome, Piece, VideoCuts, idr_unit_types,
 };
 use crate::error::{Kind, ResultExt, fail};
-use crate::hash::{self, FileDigest};
+use crate::hash::{FileDigest, HashQueue, Pending};
 use crate::location::Location;
 use crate::manifest::{self, AudioEntry, ExcludedStream, Manifest, SegmentEntry};
 use crate::output::{OutputFile, Sink, WorkDir};
@@ -43,14 +42,8 @@ pub struct SplitOptions {
     pub ffprobe: Option<PathBuf>,
 }
 
-type HashTask = JoinHandle<std::io::Result<FileDigest>>;
-
-fn hash_in_background(path: PathBuf) -> HashTask {
-    tokio::task::spawn_blocking(move || hash::digest_file(&path))
-}
-
-async fn finish_hash(task: HashTask, what: &str) -> Result<FileDigest> {
-    task.await.context("hashing task failed")?.with_context(|| format!("hashing {what}"))
+async fn finish_hash(pending: Pending, what: &str) -> Result<FileDigest> {
+    pending.wait().await.with_context(|| format!("hashing {what}"))
 }
 
 /// A local input, checked: exists, is a file, is readable, looks like media.
@@ -161,11 +154,12 @@ fn keyframe_facts(codec: &str, idr: Option<Vec<i64>>) -> KeyframeFacts {
 struct CutSegments {
     plan: Plan,
     time_base: (i64, i64),
-    files: Vec<(PathBuf, HashTask)>,
+    files: Vec<(PathBuf, Pending)>,
 }
 
 struct Cutter<'a> {
     tools: &'a Tools,
+    hashes: &'a HashQueue,
     info: &'a SourceInfo,
     source: &'a Path,
     shown: &'a str,
@@ -218,7 +212,7 @@ impl Cutter<'_> {
                 .duration_seconds
                 .map(|d| (d / self.segment_seconds).ceil().max(1.0) as usize);
             let mut pieces: Vec<Piece> = Vec::new();
-            let mut hashes: BTreeMap<usize, (PathBuf, HashTask)> = BTreeMap::new();
+            let mut hashes: BTreeMap<usize, (PathBuf, Pending)> = BTreeMap::new();
             let outcome = pass
                 .run(self.tools, |piece| {
                     tracing::info!(
@@ -228,7 +222,7 @@ impl Cutter<'_> {
                     );
                     hashes.insert(
                         piece.index,
-                        (piece.path.clone(), hash_in_background(piece.path.clone())),
+                        (piece.path.clone(), self.hashes.submit(piece.path.clone())),
                     );
                     pieces.push(piece);
                 })
@@ -305,13 +299,13 @@ impl Cutter<'_> {
         let mut pass = self.pass(&dir);
         pass.video = Some((VideoCuts::Planned(layout.clone()), self.container));
         let total = plan.segments.len();
-        let mut files: BTreeMap<usize, (PathBuf, HashTask)> = BTreeMap::new();
+        let mut files: BTreeMap<usize, (PathBuf, Pending)> = BTreeMap::new();
         let mut unexpected = Vec::new();
         pass.run(self.tools, |piece| {
             match layout.muxers.get(piece.muxer).and_then(|m| m.pieces.get(piece.index)) {
                 Some(Some(segment)) => {
                     tracing::info!(segment, progress = %format!("{}/{total}", files.len() + 1), "segment written");
-                    files.insert(*segment, (piece.path.clone(), hash_in_background(piece.path)));
+                    files.insert(*segment, (piece.path.clone(), self.hashes.submit(piece.path)));
                 }
                 Some(None) => {
                     // Overlap bookkeeping: this piece belongs to no segment.
@@ -352,40 +346,55 @@ pub async fn split(opts: &SplitOptions) -> Result<Manifest> {
     if matches!(&input, Location::S3 { key, .. } if key.is_empty() || key.ends_with('/')) {
         return Err(fail(Kind::Usage, format!("INPUT {input} does not name an object")));
     }
-    let tools = Tools::locate(opts.ffmpeg.clone(), opts.ffprobe.clone()).await?;
+    let ffmpeg = opts.ffmpeg.clone().unwrap_or_else(|| PathBuf::from("ffmpeg"));
+    let ffprobe = opts.ffprobe.clone().unwrap_or_else(|| PathBuf::from("ffprobe"));
+    // ffmpeg's version check runs beside the input checks and the probe (which checks
+    // ffprobe's version from its own output); its verdict comes first.
+    let ffmpeg_check = tokio::spawn({
+        let ffmpeg = ffmpeg.clone();
+        async move { crate::tools::check("ffmpeg", ffmpeg.as_os_str()).await }
+    });
     let needs_s3 = matches!(input, Location::S3 { .. }) || matches!(output, Location::S3 { .. });
     let client = if needs_s3 { Some(s3::client().await) } else { None };
+    let hashes = HashQueue::new().context("starting the hashing thread")?;
 
     // 1. The input, checked before anything is written.
     let mut input_work: Option<WorkDir> = None;
-    let (source_path, source_hash): (PathBuf, HashTask) = match &input {
-        Location::Local(path) => {
-            check_local_input(path)?;
-            (path.clone(), hash_in_background(path.clone()))
-        }
-        Location::S3 { bucket, key } => {
-            let work = WorkDir::create(&opts.work_dir, Kind::Other)?;
-            let name = Path::new(key)
-                .extension()
-                .map_or("input".to_string(), |e| format!("input.{}", e.to_string_lossy()));
-            let dest = work.path().join(name);
-            tracing::info!(input = %input, "downloading");
-            let client = client.as_ref().context("no S3 client")?;
-            let digest = s3::download(client, bucket, key, &dest).await?;
-            tracing::info!(bytes = digest.bytes, "downloaded");
-            input_work = Some(work);
-            probe::sniff_content(&dest).map_err(|e| {
-                fail(
-                    crate::error::kind_of(&e),
-                    crate::error::one_line(&e)
-                        .replace(&dest.display().to_string(), &input.to_string()),
-                )
-            })?;
-            (dest, tokio::spawn(async move { Ok(digest) }))
-        }
-    };
     let shown = input.to_string();
-    let info = probe::probe(&tools, &source_path, &shown).await?;
+    let mut source_hash: Option<Pending> = None;
+    let source_path: Result<PathBuf> = match &input {
+        Location::Local(path) => check_local_input(path).map(|()| {
+            // Hash while ffprobe and ffmpeg read it (page cache).
+            source_hash = Some(hashes.submit(path.clone()));
+            path.clone()
+        }),
+        Location::S3 { .. } => Ok(PathBuf::new()),
+    };
+    let tools = {
+        let version = ffmpeg_check.await.context("checking ffmpeg")??;
+        Tools { ffmpeg, ffprobe, ffmpeg_version: version.release }
+    };
+    let mut source_path = source_path?;
+    if let Location::S3 { bucket, key } = &input {
+        let work = WorkDir::create(&opts.work_dir, Kind::Other)?;
+        let name = Path::new(key)
+            .extension()
+            .map_or("input".to_string(), |e| format!("input.{}", e.to_string_lossy()));
+        let dest = work.path().join(name);
+        tracing::info!(input = %input, "downloading");
+        let client = client.as_ref().context("no S3 client")?;
+        let digest = s3::download(client, bucket, key, &dest).await?;
+        tracing::info!(bytes = digest.bytes, "downloaded");
+        input_work = Some(work);
+        probe::sniff_content(&dest).map_err(|e| {
+            let message = crate::error::one_line(&e).replace(&dest.display().to_string(), &shown);
+            fail(crate::error::kind_of(&e), message)
+        })?;
+        source_hash = Some(Pending::ready(digest));
+        source_path = dest;
+    }
+    let source_hash = source_hash.context("no source digest")?;
+    let info = probe::probe(&tools.ffprobe, &source_path, &shown).await?;
     let video = info.video();
     tracing::info!(
         input = %shown,
@@ -419,6 +428,7 @@ pub async fn split(opts: &SplitOptions) -> Result<Manifest> {
     // 3. Cut.
     let cutter = Cutter {
         tools: &tools,
+        hashes: &hashes,
         info: &info,
         source: &source_path,
         shown: &shown,
@@ -455,13 +465,7 @@ pub async fn split(opts: &SplitOptions) -> Result<Manifest> {
     }
     let mut audio = Vec::new();
     for (job, stream) in audio_jobs.iter().zip(info.audio()) {
-        let digest = tokio::task::spawn_blocking({
-            let file = job.file.clone();
-            move || hash::digest_file(&file)
-        })
-        .await
-        .context("hashing task failed")?
-        .with_context(|| format!("hashing audio stream {}", job.stream_index))?;
+        let digest = finish_hash(hashes.submit(job.file.clone()), "an audio file").await?;
         let relative = manifest::audio_path(job.stream_index, job.container.extension);
         audio.push(AudioEntry {
             stream_index: job.stream_index,

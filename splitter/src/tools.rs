@@ -67,7 +67,8 @@ pub fn is_supported(info: &VersionInfo) -> Option<bool> {
     release_numbers(&info.release).map(|v| v >= min)
 }
 
-async fn version_of(program: &str, path: &OsStr) -> Result<VersionInfo> {
+/// Runs `PROGRAM -version` and checks the version.
+pub async fn check(program: &str, path: &OsStr) -> Result<VersionInfo> {
     let shown = PathBuf::from(path).display().to_string();
     let env_var = format!("SPLITTER_{}", program.to_uppercase());
     let child = Command::new(path)
@@ -129,8 +130,8 @@ impl Tools {
         let ffmpeg = ffmpeg.unwrap_or_else(|| PathBuf::from("ffmpeg"));
         let ffprobe = ffprobe.unwrap_or_else(|| PathBuf::from("ffprobe"));
         let (mpeg, probe) = tokio::join!(
-            version_of("ffmpeg", ffmpeg.as_os_str()),
-            version_of("ffprobe", ffprobe.as_os_str())
+            check("ffmpeg", ffmpeg.as_os_str()),
+            check("ffprobe", ffprobe.as_os_str())
         );
         let mpeg = mpeg?;
         probe?;
@@ -147,10 +148,30 @@ impl Tools {
     }
 
     pub fn ffprobe(&self) -> Command {
-        let mut cmd = Command::new(&self.ffprobe);
-        cmd.args(["-hide_banner", "-loglevel", "error"]).stdin(Stdio::null()).kill_on_drop(true);
-        cmd
+        ffprobe_command(&self.ffprobe)
     }
+}
+
+pub fn ffprobe_command(path: &std::path::Path) -> Command {
+    let mut cmd = Command::new(path);
+    cmd.args(["-hide_banner", "-loglevel", "error"]).stdin(Stdio::null()).kill_on_drop(true);
+    cmd
+}
+
+/// The version ffprobe reports in its JSON (`-show_program_version -show_library_versions`),
+/// so the probe itself checks ffprobe without another process.
+pub fn version_from_json(json: &serde_json::Value) -> Option<VersionInfo> {
+    let release = json.get("program_version")?.get("version")?.as_str()?.to_string();
+    let libavformat = json.get("library_versions").and_then(|v| v.as_array()).and_then(|libs| {
+        libs.iter()
+            .find(|l| l.get("name").and_then(|n| n.as_str()) == Some("libavformat"))
+            .and_then(|l| {
+                let major = l.get("major")?.as_u64()?;
+                let minor = l.get("minor")?.as_u64()?;
+                Some((u32::try_from(major).ok()?, u32::try_from(minor).ok()?))
+            })
+    });
+    Some(VersionInfo { release, libavformat })
 }
 
 #[cfg(test)]
@@ -177,6 +198,19 @@ libavformat    59. 27.100 / 59. 27.100
         let info = parse_version("ffprobe", trixie).expect("parse");
         assert_eq!(info.libavformat, Some((61, 7)));
         assert_eq!(is_supported(&info), Some(true));
+    }
+
+    #[test]
+    fn ffprobe_json_carries_the_version() {
+        let json = serde_json::json!({
+            "program_version": {"version": "5.1.9-0+deb12u1"},
+            "library_versions": [{"name": "libavutil", "major": 57, "minor": 28},
+                                 {"name": "libavformat", "major": 59, "minor": 27}]
+        });
+        let info = version_from_json(&json).expect("version");
+        assert_eq!(info.libavformat, Some((59, 27)));
+        assert_eq!(is_supported(&info), Some(true));
+        assert_eq!(version_from_json(&serde_json::json!({"streams": []})), None);
     }
 
     #[test]
