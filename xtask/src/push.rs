@@ -58,6 +58,12 @@ pub fn push_tags(record: &BuildRecord, env: Env) -> Vec<String> {
 impl Push {
     pub fn run(self, sh: &Shell) -> Result<()> {
         let record = BuildRecord::load()?;
+        if record.tags.is_empty() {
+            bail!(
+                "the build record {} has no tag: rerun `cargo xtask image`",
+                BuildRecord::path().display()
+            );
+        }
         if record.dirty && !self.allow_dirty {
             bail!(
                 "{} was built from a work tree with uncommitted changes: commit them and rebuild with \
