@@ -1,14 +1,104 @@
-//! `cargo xtask deploy` (not implemented yet).
+//! `cargo xtask deploy`: registers a new revision of the environment's Batch job definition
+//! that differs from the latest ACTIVE one only in the container image.
+//!
+//! Running jobs are not touched; jobs submitted afterwards (by name) run the new revision. The
+//! new revision records the revision it replaced (tag `splitter:previous-revision`), which is
+//! where `cargo xtask rollback` goes back to.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use clap::Args;
 use xshell::Shell;
 
+use crate::aws::Aws;
+use crate::build_record::BuildRecord;
+use crate::config::Target;
+use crate::ecr::{self, Registry};
+use crate::jobdef::{self, Change, Properties, Rules, TAG_IMAGE_TAG, TAG_PREVIOUS_REVISION};
+
 #[derive(Debug, Args)]
-pub struct Deploy {}
+#[command(after_help = "\
+Examples:
+  cargo xtask deploy --env dev                  # the image of the last `cargo xtask image`
+  cargo xtask deploy --env staging --tag 0123abc…  # a tag already pushed to staging's ECR
+  cargo xtask deploy --env prod --dry-run       # show the diff only
+  cargo xtask deploy --env prod --yes           # prod needs --yes
+
+Two deploys at once: Batch gives each its own revision; the one registered last is the latest
+ACTIVE revision, so new jobs run its image. Both revisions stay, each recording the revision it
+read as its previous one; a deploy that sees a newer revision than its own says so.
+In GitHub Actions the new revision's ARN, number and image URI are also written to $GITHUB_OUTPUT
+(job-definition-arn, job-definition-revision, image-uri).")]
+pub struct Deploy {
+    #[command(flatten)]
+    target: Target,
+    /// Image tag to deploy (the full git SHA pushed by `cargo xtask push`) [default: the build
+    /// record's tag].
+    #[arg(long, value_name = "SHA")]
+    tag: Option<String>,
+    /// Register a new revision even when the latest one already runs this image.
+    #[arg(long)]
+    force: bool,
+    /// Show the diff; register nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Confirm a prod deploy.
+    #[arg(long)]
+    yes: bool,
+}
 
 impl Deploy {
     pub fn run(self, _sh: &Shell) -> Result<()> {
-        bail!("`cargo xtask deploy` is not implemented yet")
+        let tag = match self.tag.clone().filter(|t| !t.trim().is_empty()) {
+            Some(tag) => tag,
+            None => BuildRecord::load()
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "no --tag given and no build record ({}): pass --tag SHA of a pushed image, or run \
+                         `cargo xtask image` and `cargo xtask push` first",
+                        BuildRecord::path().display()
+                    )
+                })?
+                .tags
+                .first()
+                .cloned()
+                .ok_or_else(|| anyhow::anyhow!("the build record has no tag: rerun `cargo xtask image`"))?,
+        };
+        let aws = Aws::load(&self.target.region)?;
+        let registry = Registry::from_env(&aws)?;
+        let change = aws.block_on(plan(&aws, &registry, &self.target, &tag))?;
+        change.apply(
+            &aws,
+            &self.target,
+            Rules { dry_run: self.dry_run, yes: self.yes, force: self.force },
+        )?;
+        Ok(())
     }
+}
+
+/// The latest ACTIVE revision with the image `tag`, after checking ECR has that tag.
+async fn plan(aws: &Aws, registry: &Registry, target: &Target, tag: &str) -> Result<Change> {
+    let batch = aws.batch();
+    let current = jobdef::latest_active(&batch, target).await?;
+    let ecr = aws.ecr();
+    let repo =
+        ecr::describe_repository(&ecr, &target.ecr_repository(), target.env.as_str()).await?;
+    let Some(digest) = ecr::tag_digest(&ecr, &repo, tag).await? else {
+        anyhow::bail!(
+            "image tag {tag} is not in ECR repository {}: push it first with `cargo xtask push --env {}` \
+             (tags are full git SHAs)",
+            repo.name,
+            target.env
+        );
+    };
+    let image = registry.image_uri(&repo, tag);
+    let revision = current.revision().unwrap_or(0);
+    let next = Properties::from_described(&current)
+        .with_image(&target.job_definition(), &image)?
+        .with_tag(TAG_PREVIOUS_REVISION, revision.to_string())
+        .with_tag(TAG_IMAGE_TAG, tag);
+    let mut next = next;
+    if let Some(tags) = next.tags.as_mut() {
+        tags.remove(jobdef::TAG_SOURCE_REVISION);
+    }
+    Ok(Change { current, next, what: format!("image {tag} = {digest}") })
 }

