@@ -166,7 +166,7 @@ impl Itest {
         let result = aws.block_on(async {
             tokio::select! {
                 r = self.run_job(&aws, &source, &plan, &run, &job_id) => r,
-                _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted (Ctrl-C)")),
+                _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted (Ctrl-C): itest did not finish")),
             }
         });
         let interrupted = matches!(&result, Err(e) if e.to_string().starts_with("interrupted"));
@@ -226,14 +226,18 @@ impl Itest {
         println!("  input      {}", run.input_uri());
         println!("  output     {}", run.output_uri());
         println!("  segments   {} s ({})", plan.segment_seconds, plan.segment_seconds_from);
-        let count = match e.segments(plan.segment_seconds) {
-            Some(n) => n.to_string(),
-            None => format!("1..={}", e.max_segments(plan.segment_seconds)),
-        };
-        println!(
-            "  expect     {count} segment(s), {:.3} s of video, {} audio file(s) ({})",
-            e.video_seconds, e.audio_streams, e.from
-        );
+        if e.video_seconds > 0.0 {
+            let count = match e.segments(plan.segment_seconds) {
+                Some(n) => n.to_string(),
+                None => format!("1..={}", e.max_segments(plan.segment_seconds)),
+            };
+            println!(
+                "  expect     {count} segment(s), {:.3} s of video, {} audio file(s) ({})",
+                e.video_seconds, e.audio_streams, e.from
+            );
+        } else {
+            println!("  expect     no video ({}): the job should fail", e.from);
+        }
         println!("  timeout    {} (then TerminateJob)", format_duration(self.timeout));
         if self.dry_run {
             println!("  [dry-run] would upload {} to {}", shown(&source.path), run.input_uri());
@@ -303,7 +307,8 @@ impl Itest {
         let status = job.status().cloned();
         if timed_out || status != Some(JobStatus::Succeeded) {
             let tail = self.report_failure(aws, plan, &job).await;
-            let why = failure_summary(&job, &tail);
+            // After a timeout the status reason is ours: not worth repeating.
+            let why = failure_summary(&job, &tail, !timed_out);
             if timed_out {
                 bail!(
                     "itest failed: job {} did not finish within {}: terminated it (status now {}){why}; \
@@ -722,9 +727,9 @@ fn splitter_error(lines: &[String]) -> Option<String> {
 }
 
 /// `: reason; exit code N; the splitter says "…"` for the error line (empty when nothing is known).
-fn failure_summary(job: &JobDetail, tail: &[String]) -> String {
+fn failure_summary(job: &JobDetail, tail: &[String], with_reason: bool) -> String {
     let mut parts = Vec::new();
-    if let Some(r) = job.status_reason() {
+    if let Some(r) = job.status_reason().filter(|_| with_reason) {
         parts.push(r.to_owned());
     }
     if let Some(code) = job.container().and_then(|c| c.exit_code()) {
@@ -1080,7 +1085,7 @@ mod tests {
         assert_eq!(log_stream(&job).as_deref(), Some("s/default/t"));
         let tail = vec![r#"{"level":"ERROR","message":"boom","exit_code":4}"#.to_owned()];
         assert_eq!(
-            failure_summary(&job, &tail),
+            failure_summary(&job, &tail, true),
             ": Essential container in task exited; exit code 4; the splitter says: boom (exit 4)"
         );
         // moto: nothing but the log stream, on the attempt.
@@ -1102,9 +1107,10 @@ mod tests {
         assert!(failure_facts(&bare).is_empty());
         assert_eq!(log_stream(&bare).as_deref(), Some("a/default/1"));
         assert_eq!(
-            failure_summary(&bare, &["x".to_owned(), "last words".to_owned()]),
+            failure_summary(&bare, &["x".to_owned(), "last words".to_owned()], true),
             ": last log line: last words"
         );
-        assert_eq!(failure_summary(&bare, &[]), "");
+        assert_eq!(failure_summary(&bare, &[], true), "");
+        assert_eq!(failure_summary(&job, &[], false), ": exit code 4");
     }
 }
