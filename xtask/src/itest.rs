@@ -36,7 +36,7 @@ use sha2::{Digest, Sha256};
 use xshell::Shell;
 
 use crate::aws::{Aws, sdk_error};
-use crate::config::{BATCH_LOG_GROUP, Target};
+use crate::config::{BATCH_LOG_GROUP, PLACEHOLDER_TAG, Target};
 use crate::jobdef;
 use source::Source;
 use verify::{Manifest, Stored};
@@ -157,6 +157,18 @@ impl Itest {
         let plan = aws.block_on(preflight(&aws, &self.target, self.segment_seconds.as_deref()))?;
         let run = Run::new(&self.target, &source);
         self.print_plan(&source, &plan, &run);
+        if plan.image.ends_with(&format!(":{PLACEHOLDER_TAG}")) {
+            let next = "deploy an image first: `cargo xtask image`, `push` and `deploy` (or `cargo xtask pipeline`)";
+            if !self.dry_run {
+                bail!(
+                    "revision {} of {} runs the placeholder image {} (nothing deployed yet): {next}",
+                    plan.revision,
+                    plan.job_definition,
+                    plan.image
+                );
+            }
+            println!("note: the job definition runs the placeholder image: {next}");
+        }
         if self.dry_run {
             println!("dry run: nothing uploaded, no job submitted");
             return Ok(None);
@@ -308,18 +320,26 @@ impl Itest {
         if timed_out || status != Some(JobStatus::Succeeded) {
             let tail = self.report_failure(aws, plan, &job).await;
             // After a timeout the status reason is ours: not worth repeating.
-            let why = failure_summary(&job, &tail, !timed_out);
+            let mut why = failure_summary(&job, tail.as_deref().unwrap_or_default(), !timed_out);
+            if tail.is_none() {
+                why.push_str(&format!(
+                    "; no container ran: can the compute environment pull {}?",
+                    plan.image
+                ));
+            }
+            let tail_hint =
+                if tail.is_some() { "see the log tail above" } else { "see the job above" };
             if timed_out {
                 bail!(
                     "itest failed: job {} did not finish within {}: terminated it (status now {}){why}; \
-                     see the log tail above, or raise --timeout",
+                     {tail_hint}, or raise --timeout",
                     run.job_name,
                     format_duration(self.timeout),
                     status.as_ref().map(|s| s.as_str()).unwrap_or("?")
                 );
             }
             bail!(
-                "itest failed: job {} {} after {elapsed:.1} s{why}; see the log tail above",
+                "itest failed: job {} {} after {elapsed:.1} s{why}; {tail_hint}",
                 run.job_name,
                 status.as_ref().map(|s| s.as_str()).unwrap_or("?")
             );
@@ -424,8 +444,8 @@ impl Itest {
     }
 
     /// Prints the status reason, exit code and log tail of a job that did not succeed; returns
-    /// the log tail.
-    async fn report_failure(&self, aws: &Aws, plan: &Plan, job: &JobDetail) -> Vec<String> {
+    /// the log tail (`None`: the job has no log stream).
+    async fn report_failure(&self, aws: &Aws, plan: &Plan, job: &JobDetail) -> Option<Vec<String>> {
         let status = job.status().map(|s| s.as_str()).unwrap_or("?");
         println!("job {status}");
         for (what, value) in failure_facts(job) {
@@ -433,10 +453,10 @@ impl Itest {
         }
         let Some(stream) = log_stream(job) else {
             println!("  log            none: the job has no log stream (it never ran a container)");
-            return vec![];
+            return None;
         };
         println!("  log            {} {stream}", plan.log_group);
-        match log_tail(aws, &plan.log_group, &stream, self.log_lines).await {
+        Some(match log_tail(aws, &plan.log_group, &stream, self.log_lines).await {
             Ok(lines) if lines.is_empty() => {
                 println!("  (the log stream is empty)");
                 vec![]
@@ -452,7 +472,7 @@ impl Itest {
                 println!("  (cannot read the log: {e:#})");
                 vec![]
             }
-        }
+        })
     }
 }
 

@@ -283,6 +283,20 @@ mod tests {
         assert_eq!(f.max_segments(5.0), 3);
     }
 
+    /// The description matches the committed file, read by the same ffprobe code `--video`
+    /// uses (needs ffprobe: `cargo xtask test` installs ffmpeg).
+    #[test]
+    fn the_fixture_matches_its_description() {
+        let sh = Shell::new().expect("shell");
+        let probed = probe(&sh, &crate::project_root().join(FIXTURE)).expect("ffprobe the fixture");
+        let described = Expect::fixture();
+        assert_eq!(probed.keyframes, described.keyframes);
+        assert_eq!(probed.frame_rate, described.frame_rate);
+        assert_eq!(probed.audio_streams, described.audio_streams);
+        assert!((probed.video_seconds - described.video_seconds).abs() < 1e-6, "{probed:?}");
+        assert_eq!(probed.segments(10.0), Some(2));
+    }
+
     #[test]
     fn one_long_gop_is_one_segment_and_no_keyframes_is_unknown() {
         let e = Expect { keyframes: vec![0.0], ..Expect::fixture() };
