@@ -550,7 +550,7 @@ fn print_summary(p: &Pipeline, rows: &[Row], facts: &Facts, total: Duration) {
     let dash = || "-".to_owned();
     let _ = writeln!(out, "  image digest  {}", facts.digest.clone().unwrap_or_else(dash));
     let _ = writeln!(out, "  revision      {}", facts.revision.clone().unwrap_or_else(dash));
-    let _ = writeln!(out, "  itest         {}", facts.itest.clone().unwrap_or_else(dash));
+    let _ = writeln!(out, "  itest result  {}", facts.itest.clone().unwrap_or_else(dash));
     print!("{out}");
 }
 
