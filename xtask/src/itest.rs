@@ -41,7 +41,7 @@ use crate::jobdef;
 use source::Source;
 use verify::{Manifest, Stored};
 
-/// How often the job's status is read.
+/// How often the job's status is read (four times as often in its first 5 s).
 const POLL: Duration = Duration::from_secs(1);
 /// How long to wait for a terminated job to reach FAILED (its logs are complete then).
 const TERMINATE_WAIT: Duration = Duration::from_secs(60);
@@ -174,22 +174,21 @@ impl Itest {
             return Ok(None);
         }
 
-        let job_id = RefCell::new(None::<String>);
+        // The job, once submitted, and whether it reached SUCCEEDED or FAILED.
+        let job = RefCell::new(None::<(String, bool)>);
         let result = aws.block_on(async {
             tokio::select! {
-                r = self.run_job(&aws, &source, &plan, &run, &job_id) => r,
+                r = self.run_job(&aws, &source, &plan, &run, &job) => r,
                 _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted (Ctrl-C): itest did not finish")),
             }
         });
-        let interrupted = matches!(&result, Err(e) if e.to_string().starts_with("interrupted"));
-        if interrupted {
+        // Interrupted, or an AWS call failed while the job still runs: it must not run on.
+        if let (Err(err), Some((id, false))) = (&result, job.borrow().as_ref()) {
             clear_live_line();
-            if let Some(id) = job_id.borrow().as_deref() {
-                let reason = "cargo xtask itest was interrupted";
-                match aws.block_on(terminate(&aws, id, reason)) {
-                    Ok(()) => println!("terminated job {id} (TerminateJob)"),
-                    Err(e) => eprintln!("warning: could not terminate job {id}: {e:#}"),
-                }
+            let reason = format!("cargo xtask itest stopped: {}", first_words(&format!("{err:#}")));
+            match aws.block_on(terminate(&aws, id, &reason)) {
+                Ok(()) => println!("terminated job {id} (TerminateJob: {reason})"),
+                Err(e) => eprintln!("warning: could not terminate job {id}: {e:#}"),
             }
         }
         if self.keep {
@@ -204,6 +203,10 @@ impl Itest {
             }
         }
         let outcome = result?;
+        crate::gha::write_outputs(&[
+            ("itest-job-id", &outcome.job_id),
+            ("itest-job-definition", &outcome.job_definition),
+        ])?;
         println!(
             "itest passed: job {} ({}) split {} into {} segment(s) and {} audio file(s) in {:.1} s; {} checks passed",
             outcome.job_id,
@@ -271,7 +274,7 @@ impl Itest {
         source: &Source,
         plan: &Plan,
         run: &Run,
-        job_id: &RefCell<Option<String>>,
+        job: &RefCell<Option<(String, bool)>>,
     ) -> Result<Outcome> {
         let s3 = aws.s3();
         let body = aws_sdk_s3::primitives::ByteStream::from_path(&source.path)
@@ -310,11 +313,13 @@ impl Itest {
             )
         })?;
         let id = submitted.job_id().context("Batch returned no job id")?.to_owned();
-        job_id.replace(Some(id.clone()));
+        job.replace(Some((id.clone(), false)));
         let started = Instant::now();
         println!("submitted job {} ({id})", run.job_name);
 
-        let (job, timed_out) = self.watch(&batch, &id, started).await?;
+        let (detail, timed_out) = self.watch(&batch, &id, started).await?;
+        job.replace(Some((id.clone(), true)));
+        let job = detail;
         let elapsed = started.elapsed().as_secs_f64();
         let status = job.status().cloned();
         if timed_out || status != Some(JobStatus::Succeeded) {
@@ -439,7 +444,9 @@ impl Itest {
                 );
                 let _ = std::io::stdout().flush();
             }
-            tokio::time::sleep(POLL).await;
+            // Local jobs finish in seconds: look more often at first.
+            let poll = if elapsed < Duration::from_secs(5) { POLL / 4 } else { POLL };
+            tokio::time::sleep(poll).await;
         }
     }
 
@@ -892,6 +899,11 @@ async fn delete_prefix(aws: &Aws, bucket: &str, prefix: &str) -> Result<usize> {
         }
     }
     Ok(keys.len())
+}
+
+/// At most 200 characters of an error, for a Batch status reason.
+fn first_words(text: &str) -> String {
+    text.chars().take(200).collect()
 }
 
 fn clear_live_line() {

@@ -552,6 +552,42 @@ fn print_summary(p: &Pipeline, rows: &[Row], facts: &Facts, total: Duration) {
     let _ = writeln!(out, "  revision      {}", facts.revision.clone().unwrap_or_else(dash));
     let _ = writeln!(out, "  itest result  {}", facts.itest.clone().unwrap_or_else(dash));
     print!("{out}");
+    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
+        let markdown = summary_markdown(rows, facts, total);
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, markdown.as_bytes()));
+        if let Err(e) = written {
+            eprintln!(
+                "warning: cannot append to GITHUB_STEP_SUMMARY ({}): {e}",
+                PathBuf::from(path).display()
+            );
+        }
+    }
+}
+
+/// The summary as a Markdown table, for the GitHub Actions job summary.
+fn summary_markdown(rows: &[Row], facts: &Facts, total: Duration) -> String {
+    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
+    let mut md = String::from("### Pipeline\n\n| stage | time | result |\n|---|---:|---|\n");
+    for row in rows {
+        let time = row.seconds.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "-".to_owned());
+        let result = match &row.result {
+            Ok(text) => format!("✅ {}", cell(text)),
+            Err(e) => format!("❌ {}", cell(&first_line(e))),
+        };
+        let _ = writeln!(md, "| {} | {time} | {result} |", row.name);
+    }
+    let _ = writeln!(md, "| total | {:.1} s | |\n", total.as_secs_f64());
+    for (k, v) in
+        [("image digest", &facts.digest), ("revision", &facts.revision), ("itest", &facts.itest)]
+    {
+        let _ = writeln!(md, "- {k}: `{}`", v.as_deref().unwrap_or("-"));
+    }
+    md.push('\n');
+    md
 }
 
 fn first_line(text: &str) -> String {
@@ -629,6 +665,14 @@ mod tests {
             "pipeline stopped at stage `scan`: vulnerability gate failed: 1 HIGH"
         );
         assert_eq!(short("sha256:0123456789abcdef"), "sha256:0123456789ab");
+        let facts = Facts { digest: Some("sha256:ab".into()), revision: None, itest: None };
+        let md = summary_markdown(&rows, &facts, Duration::from_secs(3));
+        assert!(md.contains("| image | 1.0 s | ✅ built |"), "{md}");
+        assert!(md.contains("| scan | 2.0 s | ❌ vulnerability gate failed: 1 HIGH |"), "{md}");
+        assert!(
+            md.contains("- image digest: `sha256:ab`") && md.contains("- revision: `-`"),
+            "{md}"
+        );
         assert_eq!(first_line("a\nb"), "a");
     }
 }
