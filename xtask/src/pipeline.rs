@@ -27,7 +27,18 @@ use crate::config::{Env, LocalStack, Target};
 use crate::docker::shell_quote;
 use crate::itest::{self, Itest};
 use crate::scan::trivy_db::Severity;
-use crate::{deploy, ecr, image, infra, local, push, scan};
+use crate::{deploy, ecr, image, infra, local, push, scan, tools};
+
+/// Tools the stages after `local up` need that `local up` does not install: Trivy (scan) and
+/// curl (publishing the offline Trivy DB to the stack's registry).
+const LOCAL_EXTRA_TOOLS: &[tools::Tool] = &[
+    tools::TRIVY,
+    tools::Tool {
+        name: "curl",
+        check: tools::Check::Program("curl"),
+        install: tools::Install::Apt("curl"),
+    },
+];
 
 /// The stages `--skip` can name, in pipeline order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -185,6 +196,10 @@ impl Pipeline {
             header(n, total, "local", &argv);
             let r = timed(|| {
                 parse::<local::Local>(&argv)?.run(sh)?;
+                // What the later stages need besides the stack's own tools.
+                let mode =
+                    if self.no_install { tools::Mode::CheckOnly } else { tools::Mode::Install };
+                tools::ensure(sh, LOCAL_EXTRA_TOOLS, mode, self.dry_run)?;
                 if self.dry_run {
                     return Ok("dry run".to_owned());
                 }

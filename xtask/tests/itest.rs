@@ -154,26 +154,22 @@ fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Removes the images a test project's builds and pushes left (`{project}-splitter:*` and
-/// `{registry}/{project}-splitter-*`), and those of earlier runs of this file.
-fn remove_images(prefixes: &[&str], keep_pid: Option<u32>) {
+/// Removes the images earlier runs of this file left (`{prefix}{pid}-splitter:*` and
+/// `{registry}/{prefix}{pid}-splitter-*`), except this process's (its tests share them).
+fn remove_stale_images(prefix: &str) {
+    let me = std::process::id().to_string();
     let listed = docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
     for image in listed.lines() {
         let repo = image
             .split_once('/')
             .filter(|(h, _)| h.starts_with("127.0.0.1:"))
             .map_or(image, |(_, r)| r);
-        for prefix in prefixes {
-            let Some(rest) = repo.strip_prefix(prefix) else { continue };
-            let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-            if digits.is_empty() || !rest[digits.len()..].starts_with("-splitter") {
-                continue;
-            }
-            if keep_pid.is_some_and(|pid| digits == pid.to_string()) {
-                continue;
-            }
-            let _ = Command::new("docker").args(["image", "rm", "--force", image]).output();
+        let Some(rest) = repo.strip_prefix(prefix) else { continue };
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if digits.is_empty() || digits == me || !rest[digits.len()..].starts_with("-splitter") {
+            continue;
         }
+        let _ = Command::new("docker").args(["image", "rm", "--force", image]).output();
     }
 }
 
@@ -182,7 +178,7 @@ fn remove_images(prefixes: &[&str], keep_pid: Option<u32>) {
 fn deployed() -> &'static Project {
     static DEPLOYED: OnceLock<Project> = OnceLock::new();
     DEPLOYED.get_or_init(|| {
-        remove_images(&["itreal"], Some(std::process::id()));
+        remove_stale_images("itreal");
         let project = Project::new("itreal");
         let _heavy = support::docker_lock();
         let run = project.run(&["pipeline", "--skip", "scan,itest", "--allow-dirty"]);
@@ -433,5 +429,86 @@ fn a_video_that_is_not_a_video_fails_with_the_splitters_error() {
     let image_line = out.lines().find(|l| l.starts_with("  image ")).expect("image line");
     assert!(image_line.contains(&format!("/{}-splitter-dev-ecr:", project.name)), "{image_line}");
     assert_eq!(project.keys(), Vec::<String>::new());
-    remove_images(&["itreal"], None);
+}
+
+#[test]
+fn another_video_is_probed_and_split_as_asked() {
+    let project = deployed();
+    // 8 s of 25 fps H.264 in Matroska, a keyframe every second, no audio.
+    let video = project.dir.join("clip.mkv");
+    support::run(
+        Command::new("ffmpeg")
+            .args([
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc2=size=256x144:rate=25:duration=8",
+                "-c:v",
+                "libx264",
+                "-g",
+                "25",
+                "-keyint_min",
+                "25",
+                "-sc_threshold",
+                "0",
+            ])
+            .arg(&video),
+    )
+    .assert_success();
+    let run = {
+        let _heavy = support::docker_lock();
+        project.run(&[
+            "itest",
+            "--video",
+            &video.display().to_string(),
+            "--segment-seconds",
+            "3",
+            "--keep",
+        ])
+    };
+    run.assert_success();
+    let out = run.stdout();
+    assert!(out.contains("segments   3 s (--segment-seconds)"), "{out}");
+    assert!(out.contains("segments    3 at 3 s, expected 3 from the keyframes (ffprobe)"), "{out}");
+    assert!(
+        out.contains("duration    3.000 + 3.000 + 2.000 = 8.000 s; source 8.000 s (ffprobe)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("audio       0 file(s); the source has 0 audio stream(s) (ffprobe)"),
+        "{out}"
+    );
+
+    // The job got the override as a parameter; the output, kept, has what the report says.
+    let job_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("itest passed: job "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("itest passed line");
+    let aws = project.stack.aws();
+    let jobs =
+        aws.block_on(aws.batch().describe_jobs().jobs(job_id).send()).expect("describe the job");
+    let params = jobs.jobs()[0].parameters().expect("parameters");
+    assert_eq!(params.get("segment_seconds").map(String::as_str), Some("3"));
+    let input = params.get("input").expect("input");
+    assert!(input.ends_with("/input.mkv"), "{input}");
+    let prefix = input
+        .strip_prefix(&format!("s3://{}/", project.bucket()))
+        .expect("in the bucket")
+        .trim_end_matches("/input.mkv");
+    let mut keys: Vec<String> = project
+        .keys()
+        .into_iter()
+        .filter(|k| k.starts_with(&format!("{prefix}/output/")))
+        .collect();
+    keys.sort();
+    let relative: Vec<&str> = keys.iter().map(|k| &k[prefix.len() + "/output/".len()..]).collect();
+    assert_eq!(
+        relative,
+        ["manifest.json", "segments/000000.mp4", "segments/000001.mp4", "segments/000002.mp4"]
+    );
 }

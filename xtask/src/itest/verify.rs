@@ -131,7 +131,7 @@ pub fn verify(
                 m.source.video.codec,
                 m.source.video.width,
                 m.source.video.height,
-                m.source.video.frame_rate
+                rate(m.source.video.frame_rate)
             )
         } else {
             format!(
@@ -261,6 +261,12 @@ pub fn verify(
         },
     ));
     out
+}
+
+/// `24`, `29.97`.
+fn rate(fps: f64) -> String {
+    let text = format!("{fps:.3}");
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
 }
 
 fn objects_check(m: &Manifest, stored: &[Stored]) -> Check {
@@ -408,6 +414,13 @@ mod tests {
         other.sha256 = "ff".into();
         let checks = verify(&m, &other, 5.0, &stored(&m), &l);
         assert_eq!(failed(&checks), ["manifest", "source", "segments", "audio", "no extras"]);
+    }
+
+    #[test]
+    fn frame_rates_read_short() {
+        assert_eq!(rate(24.0), "24");
+        assert_eq!(rate(30000.0 / 1001.0), "29.97");
+        assert_eq!(rate(12.5), "12.5");
     }
 
     #[test]
