@@ -123,7 +123,6 @@ static ENV_OVERLAY: OnceLock<Vec<(String, String)>> = OnceLock::new();
 /// whatever reads [`env_var`] (the local-registry switch). `cargo xtask pipeline --local` uses it
 /// after `local up`: what `. target/xtask/local/env` does for a shell, inside one process
 /// (edition 2024 makes `std::env::set_var` unsafe, which the workspace forbids). Set once.
-#[allow(dead_code)] // used by pipeline (its branch lands separately)
 pub fn set_env_overlay(vars: Vec<(String, String)>) -> Result<()> {
     if ENV_OVERLAY.set(vars).is_err() {
         bail!("the environment overlay is already set: this is a bug in xtask");
@@ -140,7 +139,6 @@ fn lookup(vars: &[(String, String)], name: &str) -> Option<String> {
 }
 
 /// An environment variable, the [overlay](set_env_overlay) first.
-#[allow(dead_code)] // used by ecr
 pub fn env_var(name: &str) -> Option<String> {
     overlay_var(name).or_else(|| std::env::var(name).ok())
 }
