@@ -8,8 +8,9 @@
 //! (`xtask/tests/support/mod.rs`) so they talk to the local stack through the same clients.
 
 use std::future::Future;
+use std::sync::OnceLock;
 
-use anyhow::{Context, Result, anyhow};
+use anyhow::{Context, Result, anyhow, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use tokio::runtime::Runtime;
 
@@ -26,9 +27,14 @@ pub struct Aws {
 }
 
 impl Aws {
-    /// Loads the configuration for `region` from the default chain.
+    /// Loads the configuration for `region` from the default chain; with an
+    /// [environment overlay](set_env_overlay) naming `AWS_ENDPOINT_URL`, the local stack's
+    /// configuration ([`Aws::local`]) instead.
     #[allow(dead_code)] // used by push, deploy and itest (their branches land separately)
     pub fn load(region: &str) -> Result<Aws> {
+        if let Some(endpoint) = overlay_var("AWS_ENDPOINT_URL") {
+            return Aws::local(region, &endpoint);
+        }
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -107,6 +113,34 @@ impl Aws {
             .build();
         aws_sdk_s3::Client::from_conf(conf)
     }
+}
+
+/// Variables that take precedence over the process environment, set once per process.
+static ENV_OVERLAY: OnceLock<Vec<(String, String)>> = OnceLock::new();
+
+/// Makes `vars` (e.g. the local stack's env file) count as if they were exported, for
+/// [`Aws::load`] (`AWS_ENDPOINT_URL`: the local stack's endpoint and dummy credentials) and
+/// whatever reads [`env_var`] (the local-registry switch). `cargo xtask pipeline --local` uses it
+/// after `local up`: what `. target/xtask/local/env` does for a shell, inside one process
+/// (edition 2024 makes `std::env::set_var` unsafe, which the workspace forbids). Set once.
+pub fn set_env_overlay(vars: Vec<(String, String)>) -> Result<()> {
+    if ENV_OVERLAY.set(vars).is_err() {
+        bail!("the environment overlay is already set: this is a bug in xtask");
+    }
+    Ok(())
+}
+
+fn overlay_var(name: &str) -> Option<String> {
+    lookup(ENV_OVERLAY.get().map(Vec::as_slice).unwrap_or_default(), name)
+}
+
+fn lookup(vars: &[(String, String)], name: &str) -> Option<String> {
+    vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+/// An environment variable, the [overlay](set_env_overlay) first.
+pub fn env_var(name: &str) -> Option<String> {
+    overlay_var(name).or_else(|| std::env::var(name).ok())
 }
 
 /// Turns an SDK error into an `anyhow` error that keeps the service's message (the SDK's own
@@ -211,7 +245,15 @@ fn integer_timestamps(json: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::integer_timestamps;
+    use super::{integer_timestamps, lookup};
+
+    #[test]
+    fn the_overlay_lookup_takes_the_last_value() {
+        let vars = vec![("A".to_owned(), "1".to_owned()), ("A".to_owned(), "2".to_owned())];
+        assert_eq!(lookup(&vars, "A").as_deref(), Some("2"));
+        assert_eq!(lookup(&vars, "B"), None);
+        assert_eq!(lookup(&[], "A"), None);
+    }
 
     #[test]
     fn fractional_timestamps_lose_their_fraction_and_nothing_else_changes() {

@@ -51,7 +51,8 @@ impl Registry {
     /// `SPLITTER_LOCAL_REGISTRY` set → [`Registry::Local`]. Only together with an endpoint
     /// override: against real AWS it would push where no job can pull from.
     pub fn from_env(aws: &Aws) -> Result<Registry> {
-        let local = std::env::var(LOCAL_REGISTRY_VAR).ok().filter(|v| !v.trim().is_empty());
+        // The pipeline's `--local` sets it in-process (`aws::set_env_overlay`).
+        let local = crate::aws::env_var(LOCAL_REGISTRY_VAR).filter(|v| !v.trim().is_empty());
         match (local, aws.endpoint_url()) {
             (None, _) => Ok(Registry::Ecr),
             (Some(host), Some(_)) => Ok(Registry::Local(host.trim().to_owned())),
