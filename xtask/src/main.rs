@@ -29,6 +29,7 @@ mod rollback;
 mod scan;
 mod test;
 mod tools;
+mod workflow_lint;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
