@@ -153,9 +153,12 @@ impl Intercept for RecordCalls {
         "RecordCalls"
     }
 
-    fn read_before_execution(
+    // Not `read_before_execution`: a client's interceptors run that before the operation's
+    // configuration (which holds its `Metadata`) is applied. This runs once per operation too.
+    fn read_before_serialization(
         &self,
         _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         use std::io::Write;

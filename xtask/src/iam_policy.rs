@@ -91,7 +91,7 @@ impl IamPolicy {
         }
         let repo = match self.repo.clone().filter(|r| !r.trim().is_empty()) {
             Some(repo) => repo,
-            None => repo_from_cargo(env!("CARGO_PKG_REPOSITORY")).context(
+            None => workspace_repository().as_deref().and_then(repo_from_cargo).context(
                 "no repository known: pass --repo OWNER/NAME (the GitHub repository that runs the workflow)",
             )?,
         };
@@ -363,6 +363,14 @@ fn check_calls(policy: &Value, recorded: &str) -> Result<()> {
     }
     println!("{} distinct calls, all allowed", calls.len());
     Ok(())
+}
+
+/// The `repository` URL of the workspace's Cargo.toml (`[workspace.package]`).
+fn workspace_repository() -> Option<String> {
+    let text = std::fs::read_to_string(crate::project_root().join("Cargo.toml")).ok()?;
+    text.lines()
+        .find_map(|l| l.trim().strip_prefix("repository = "))
+        .map(|v| v.trim().trim_matches('"').to_owned())
 }
 
 /// `owner/name` from a `https://github.com/owner/name(.git)` URL.
