@@ -6,7 +6,9 @@ use std::path::Path;
 
 use sha2::{Digest, Sha256};
 
-const BUF_SIZE: usize = 1 << 20;
+/// 64 KiB: the buffer stays in the CPU's L2 cache between `read` and hashing, which is
+/// measurably faster than megabyte buffers (page cache → L2 → SHA rounds).
+const BUF_SIZE: usize = 64 << 10;
 
 /// Size and SHA-256 (lowercase hex) of a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -47,11 +49,11 @@ pub fn digest_file(path: &Path) -> io::Result<FileDigest> {
     digest_reader(File::open(path)?)
 }
 
-/// A single background thread that hashes files in the order they are submitted.
+/// Background threads (two at most) that hash files in the order they are submitted.
 ///
-/// One thread, not one per file: ffmpeg keeps one core busy while the splitter hashes the
-/// source and then each finished segment on the other, instead of three threads fighting over
-/// two cores and slowing ffmpeg down.
+/// Hashing is the splitter's biggest cost (SHA-256 of the source and of every segment: twice
+/// the input's size): one thread hashes the source while the other keeps up with the segments
+/// ffmpeg closes, and both help with whatever is left when ffmpeg is done.
 #[derive(Debug)]
 pub struct HashQueue {
     sender: std::sync::mpsc::Sender<(
@@ -79,15 +81,24 @@ impl Pending {
 
 impl HashQueue {
     pub fn new() -> io::Result<HashQueue> {
-        let (sender, receiver) = std::sync::mpsc::channel::<(
-            std::path::PathBuf,
-            tokio::sync::oneshot::Sender<io::Result<FileDigest>>,
-        )>();
-        std::thread::Builder::new().name("sha256".into()).spawn(move || {
-            while let Ok((path, reply)) = receiver.recv() {
-                let _ = reply.send(digest_file(&path));
-            }
-        })?;
+        type Job = (std::path::PathBuf, tokio::sync::oneshot::Sender<io::Result<FileDigest>>);
+        let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+        let receiver = std::sync::Arc::new(std::sync::Mutex::new(receiver));
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get().min(2));
+        for n in 0..threads {
+            let receiver = std::sync::Arc::clone(&receiver);
+            std::thread::Builder::new().name(format!("sha256-{n}")).spawn(move || {
+                loop {
+                    // The lock is held only while waiting for the next job.
+                    let job = match receiver.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((path, reply)) = job else { return };
+                    let _ = reply.send(digest_file(&path));
+                }
+            })?;
+        }
         Ok(HashQueue { sender })
     }
 

@@ -16,6 +16,7 @@ use std::io::BufRead;
 
 use anyhow::{Context, Result, bail};
 
+use crate::error::{Kind, fail};
 use crate::plan::{GopBuilder, Packet, Stream};
 
 const FLAG_KEY: u32 = 0x1;
@@ -79,6 +80,16 @@ pub fn read_log(reader: impl BufRead) -> Result<PacketLog> {
         let Some((packet, size, corrupt)) = parse_line(&line) else {
             bail!("unexpected line {} in ffmpeg's packet list: {line:?}", n + 1);
         };
+        if packet.pts == i64::MIN {
+            return Err(fail(
+                Kind::NotAVideo,
+                format!(
+                    "video packet {} has no presentation timestamp: the input's frame order \
+                     cannot be known without decoding",
+                    builder.packets()
+                ),
+            ));
+        }
         builder.push(packet);
         bytes += size;
         corrupt_packets += u64::from(corrupt);
@@ -137,6 +148,15 @@ mod tests {
         // A line without F= is a keyframe with no other flag; with side data (S=) too.
         assert_eq!(log.stream.gops[1].first_packet, 3);
         assert_eq!(log.stream.gops[2].key_pts, 0);
+    }
+
+    #[test]
+    fn packets_without_timestamps_are_refused() {
+        let log =
+            "#tb 0: 1/25\n0, 0, 0, 1, 10, 0x0\n0, 1, -9223372036854775808, 1, 10, 0x0, F=0x0\n";
+        let err = read_log(log.as_bytes()).expect_err("no pts");
+        assert_eq!(crate::error::kind_of(&err), Kind::NotAVideo);
+        assert!(err.to_string().contains("packet 1 has no presentation timestamp"), "{err}");
     }
 
     #[test]

@@ -140,6 +140,11 @@ impl GopBuilder {
         }
     }
 
+    /// Packets pushed so far.
+    pub fn packets(&self) -> u64 {
+        self.next_index
+    }
+
     pub fn finish(self) -> Stream {
         Stream {
             gops: self.gops,

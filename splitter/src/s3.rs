@@ -211,7 +211,10 @@ where
 pub struct Uploader {
     client: Client,
     bucket: String,
+    /// Requests in flight.
     permits: Arc<Semaphore>,
+    /// Files in flight (bounds open files; parts of one file may use every request permit).
+    files: Arc<Semaphore>,
     part_size: u64,
     multipart_threshold: u64,
 }
@@ -234,6 +237,7 @@ impl Uploader {
             client,
             bucket: bucket.to_string(),
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            files: Arc::new(Semaphore::new(concurrency.max(1))),
             part_size,
             multipart_threshold: part_size,
         }
@@ -260,6 +264,7 @@ impl Uploader {
 
     /// Uploads `path` to `key` unless an identical object is already there.
     pub async fn upload(&self, path: &Path, key: &str, digest: &FileDigest) -> Result<Upload> {
+        let _file = self.files.acquire().await.context("upload queue closed")?;
         if self.already_there(key, digest).await? {
             return Ok(Upload::Skipped);
         }
@@ -267,13 +272,13 @@ impl Uploader {
             let parts = self.upload_multipart(path, key, digest).await?;
             return Ok(Upload::Uploaded { parts });
         }
+        let _permit = self.permit().await?;
         let body = ByteStream::read_from()
             .path(path)
             .buffer_size(256 << 10)
             .build()
             .await
             .with_context(|| format!("opening {}", path.display()))?;
-        let _permit = self.permit().await?;
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -347,6 +352,7 @@ impl Uploader {
             let length = self.part_size.min(size - offset);
             let number = i32::try_from(n + 1).context("too many parts")?;
             tasks.push(async move {
+                let _permit = self.permit().await?;
                 let body = ByteStream::read_from()
                     .path(path)
                     .offset(offset)
@@ -355,7 +361,6 @@ impl Uploader {
                     .build()
                     .await
                     .with_context(|| format!("opening {}", path.display()))?;
-                let _permit = self.permit().await?;
                 let out = self
                     .client
                     .upload_part()
