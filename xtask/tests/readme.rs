@@ -98,6 +98,7 @@ fn readme_commands() -> Vec<(String, Vec<String>)> {
     // Inside a fenced block: None outside, else its language (diagrams have none).
     let mut fence: Option<String> = None;
     let mut prose = String::new();
+    let (mut previous_blank, mut in_indented) = (true, false);
     for (n, line) in text.lines().enumerate() {
         if let Some(lang) = line.trim_start().strip_prefix("```") {
             fence = match fence {
@@ -114,8 +115,14 @@ fn readme_commands() -> Vec<(String, Vec<String>)> {
                 found.push((format!("README.md:{}", n + 1), args));
             }
         } else {
-            prose.push_str(line);
-            prose.push('\n');
+            // Indented code (quoted error messages): four spaces after a blank line.
+            let indented = line.starts_with("    ") && (previous_blank || in_indented);
+            in_indented = indented;
+            previous_blank = line.trim().is_empty();
+            if !indented {
+                prose.push_str(line);
+                prose.push('\n');
+            }
         }
     }
     // Inline code spans: the odd pieces between backticks (spans may wrap lines).
