@@ -321,3 +321,87 @@ fn dependabot_watches_cargo_the_dockerfile_and_the_actions() {
         .collect();
     assert_eq!(updates, [("cargo", "/"), ("docker", "/container"), ("github-actions", "/")]);
 }
+
+/// A tiny image (`docker import` of one file) and the build record `cargo xtask image` would
+/// write for it, under a private CARGO_TARGET_DIR.
+fn tiny_image(dir: &std::path::Path, name: &str) -> (String, String) {
+    use std::io::Write;
+    let image = format!("{name}:0123456789abcdef0123456789abcdef01234567");
+    let ctx = dir.join("ctx");
+    std::fs::create_dir_all(&ctx).expect("ctx");
+    std::fs::write(ctx.join("hello.txt"), format!("{name}\n")).expect("file");
+    let tar = std::process::Command::new("tar")
+        .arg("-C")
+        .arg(&ctx)
+        .args(["-c", "."])
+        .output()
+        .expect("tar");
+    let mut import = std::process::Command::new("docker")
+        .args(["import", "-", &image])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("docker import");
+    import.stdin.take().expect("stdin").write_all(&tar.stdout).expect("feed");
+    assert!(import.wait_with_output().expect("import").status.success(), "docker import");
+    let id = docker_id(&image).expect("imported");
+    let (repository, tag) = image.split_once(':').expect("tag");
+    let record = serde_json::json!({
+        "image_id": id, "repository": repository, "tags": [tag],
+        "git_sha": tag, "dirty": false, "size_bytes": 1, "platform": "linux/amd64",
+        "version": "0.1.0", "created": "2025-01-01T00:00:00Z",
+    });
+    std::fs::create_dir_all(dir.join("target/xtask")).expect("xtask dir");
+    std::fs::write(dir.join("target/xtask/image.json"), record.to_string()).expect("record");
+    (image, id)
+}
+
+fn docker_id(image: &str) -> Option<String> {
+    let out = std::process::Command::new("docker")
+        .args(["image", "inspect", "--format", "{{.Id}}", image])
+        .output()
+        .ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+#[test]
+fn the_scanned_image_travels_to_the_deploy_job_with_its_build_record() {
+    let dir =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("handoff-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let name = format!("xtask-handoff-{}", std::process::id());
+    let (image, id) = tiny_image(&dir, &name);
+    let xtask = |args: &[&str]| {
+        support::run(support::xtask().args(args).env("CARGO_TARGET_DIR", dir.join("target")))
+    };
+    let handoff = dir.join("handoff");
+    let handoff_arg = handoff.to_str().expect("utf-8");
+    xtask(&["image", "save", handoff_arg]).assert_success();
+
+    // The deploy job's runner has neither the image nor the record.
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &image]).output();
+    assert_eq!(docker_id(&image), None);
+    std::fs::remove_file(dir.join("target/xtask/image.json")).expect("remove record");
+    let load = xtask(&["image", "load", handoff_arg]);
+    load.assert_success();
+    assert_eq!(docker_id(&image).as_deref(), Some(id.as_str()), "same image id after the trip");
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("target/xtask/image.json")).expect("record installed"),
+    )
+    .expect("JSON");
+    assert_eq!(record["image_id"], id.as_str());
+
+    // A tar and a record of different builds are refused, in one line.
+    let tampered = std::fs::read_to_string(handoff.join("image.json"))
+        .expect("record")
+        .replace(&id, "sha256:0000000000000000000000000000000000000000000000000000000000000000");
+    std::fs::write(handoff.join("image.json"), tampered).expect("tamper");
+    let line = xtask(&["image", "load", handoff_arg]).assert_one_line_error();
+    assert!(line.contains("different builds"), "{line}");
+    let line = xtask(&["image", "load", dir.join("nowhere").to_str().expect("utf-8")])
+        .assert_one_line_error();
+    assert!(line.contains("image save DIR"), "{line}");
+
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &image]).output();
+    let _ = std::fs::remove_dir_all(&dir);
+}
