@@ -128,6 +128,12 @@ impl Aws {
     }
 }
 
+/// Turns an SDK error into an `anyhow` error that keeps the service's message (the SDK's own
+/// `Display` says only "service error").
+pub fn sdk_error<E: std::error::Error>(err: E) -> anyhow::Error {
+    anyhow!("{}", aws_sdk_sts::error::DisplayErrorContext(&err))
+}
+
 /// The environment variable that turns call recording on: `XTASK_RECORD_AWS_CALLS=FILE`.
 pub const RECORD_CALLS_VAR: &str = "XTASK_RECORD_AWS_CALLS";
 
@@ -176,12 +182,6 @@ use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::config_bag::ConfigBag;
-
-/// Turns an SDK error into an `anyhow` error that keeps the service's message (the SDK's own
-/// `Display` says only "service error").
-pub fn sdk_error<E: std::error::Error>(err: E) -> anyhow::Error {
-    anyhow!("{}", aws_sdk_sts::error::DisplayErrorContext(&err))
-}
 
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,

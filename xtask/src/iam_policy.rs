@@ -28,6 +28,10 @@ use xshell::Shell;
 use crate::aws::{Aws, sdk_error};
 use crate::config::{BATCH_LOG_GROUP, Target};
 
+/// Where `cargo xtask itest` puts its runs in the environment's bucket (`itest/{stamp}-{random}`):
+/// the deploy role may touch no other object there.
+pub const ITEST_PREFIX: &str = "itest/";
+
 /// GitHub Actions' OIDC token issuer.
 pub const GITHUB_OIDC_HOST: &str = "token.actions.githubusercontent.com";
 
@@ -221,7 +225,8 @@ pub fn permissions_policy(target: &Target, account: &str) -> Value {
                 "Condition": {"StringEquals": {"iam:PassedToService": "batch.amazonaws.com"}}
             },
             {
-                // itest: its test video and the job's output, in the environment's bucket.
+                // itest: the bucket exists (HeadBucket) and lists its run's output. Objects
+                // outside its prefix stay out of reach (next statement).
                 "Sid": "ItestBucket",
                 "Effect": "Allow",
                 "Action": ["s3:ListBucket"],
@@ -231,7 +236,7 @@ pub fn permissions_policy(target: &Target, account: &str) -> Value {
                 "Sid": "ItestObjects",
                 "Effect": "Allow",
                 "Action": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
-                "Resource": format!("arn:{p}:s3:::{bucket}/*")
+                "Resource": format!("arn:{p}:s3:::{bucket}/{ITEST_PREFIX}*")
             },
             {
                 // itest: the failed job's log tail.
@@ -465,7 +470,7 @@ mod tests {
         assert!(text.contains(
             "arn:aws:batch:eu-west-1:111122223333:job-queue/upscaler-splitter-queue-staging"
         ));
-        assert!(text.contains("arn:aws:s3:::upscaler-splitter-staging-data/*"));
+        assert!(text.contains("arn:aws:s3:::upscaler-splitter-staging-data/itest/*"));
         assert!(
             text.contains("log-group:/aws/batch/job:log-stream:upscaler-splitter-job-staging/*")
         );
