@@ -136,7 +136,7 @@ fn every_call_push_deploy_and_rollback_make_is_allowed() {
     // itest (issue 6) against the same environment: the job runs the tiny test image, which is
     // no splitter, so the job fails; its calls (checks, upload, submit, watch, log tail, clean-up)
     // are recorded all the same. Until itest lands, its CLI has no --timeout and this is skipped.
-    let itest_help = support::run(world.xtask(&["itest", "--help"]));
+    let itest_help = support::run(&mut world.xtask(&["itest", "--help"]));
     if itest_help.stdout().contains("--timeout") {
         let run = support::run(
             world
