@@ -238,8 +238,15 @@ fn every_sdk_operation_in_the_deploy_commands_sources_is_allowed() {
         .join(format!("iam-static-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
     let mut found = BTreeSet::new();
+    // Each module and its submodules (`itest.rs`, `itest/*.rs`).
+    let mut files = Vec::new();
     for name in sources {
-        let path = src.join(format!("{name}.rs"));
+        files.push(src.join(format!("{name}.rs")));
+        if let Ok(dir) = std::fs::read_dir(src.join(name)) {
+            files.extend(dir.filter_map(|e| e.ok().map(|e| e.path())));
+        }
+    }
+    for path in files {
         let Ok(code) = std::fs::read_to_string(&path) else { continue };
         // A fluent SDK call starts with `.operation_name()`.
         for piece in code.split('.').skip(1) {
