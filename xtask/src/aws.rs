@@ -83,35 +83,54 @@ impl Aws {
     }
 
     pub fn ecr(&self) -> aws_sdk_ecr::Client {
-        aws_sdk_ecr::Client::new(&self.config)
+        let mut conf = aws_sdk_ecr::config::Builder::from(&self.config);
+        if let Some(recorder) = RecordCalls::from_env() {
+            conf = conf.interceptor(recorder);
+        }
+        aws_sdk_ecr::Client::from_conf(conf.build())
     }
     pub fn batch(&self) -> aws_sdk_batch::Client {
-        aws_sdk_batch::Client::new(&self.config)
+        let mut conf = aws_sdk_batch::config::Builder::from(&self.config);
+        if let Some(recorder) = RecordCalls::from_env() {
+            conf = conf.interceptor(recorder);
+        }
+        aws_sdk_batch::Client::from_conf(conf.build())
     }
     #[allow(dead_code)] // used by push (its branch lands separately)
     pub fn sts(&self) -> aws_sdk_sts::Client {
-        aws_sdk_sts::Client::new(&self.config)
+        let mut conf = aws_sdk_sts::config::Builder::from(&self.config);
+        if let Some(recorder) = RecordCalls::from_env() {
+            conf = conf.interceptor(recorder);
+        }
+        aws_sdk_sts::Client::from_conf(conf.build())
     }
     pub fn iam(&self) -> aws_sdk_iam::Client {
-        aws_sdk_iam::Client::new(&self.config)
+        let mut conf = aws_sdk_iam::config::Builder::from(&self.config);
+        if let Some(recorder) = RecordCalls::from_env() {
+            conf = conf.interceptor(recorder);
+        }
+        aws_sdk_iam::Client::from_conf(conf.build())
     }
     /// CloudWatch Logs. Behind an endpoint override, responses pass through
     /// [`IntegerTimestamps`]: moto stores Batch job log events with fractional millisecond
     /// timestamps (`"timestamp": 1795808949661.823`), which the SDK's integer fields reject.
     pub fn logs(&self) -> aws_sdk_cloudwatchlogs::Client {
-        if self.endpoint_url().is_none() {
-            return aws_sdk_cloudwatchlogs::Client::new(&self.config);
+        let mut conf = aws_sdk_cloudwatchlogs::config::Builder::from(&self.config);
+        if self.endpoint_url().is_some() {
+            conf = conf.http_client(IntegerTimestamps::client());
         }
-        let conf = aws_sdk_cloudwatchlogs::config::Builder::from(&self.config)
-            .http_client(IntegerTimestamps::client())
-            .build();
-        aws_sdk_cloudwatchlogs::Client::from_conf(conf)
+        if let Some(recorder) = RecordCalls::from_env() {
+            conf = conf.interceptor(recorder);
+        }
+        aws_sdk_cloudwatchlogs::Client::from_conf(conf.build())
     }
     pub fn s3(&self) -> aws_sdk_s3::Client {
-        let conf = aws_sdk_s3::config::Builder::from(&self.config)
-            .force_path_style(self.endpoint_url().is_some())
-            .build();
-        aws_sdk_s3::Client::from_conf(conf)
+        let mut conf = aws_sdk_s3::config::Builder::from(&self.config)
+            .force_path_style(self.endpoint_url().is_some());
+        if let Some(recorder) = RecordCalls::from_env() {
+            conf = conf.interceptor(recorder);
+        }
+        aws_sdk_s3::Client::from_conf(conf.build())
     }
 }
 
@@ -148,6 +167,55 @@ pub fn env_var(name: &str) -> Option<String> {
 pub fn sdk_error<E: std::error::Error>(err: E) -> anyhow::Error {
     anyhow!("{}", aws_sdk_sts::error::DisplayErrorContext(&err))
 }
+
+/// The environment variable that turns call recording on: `XTASK_RECORD_AWS_CALLS=FILE`.
+pub const RECORD_CALLS_VAR: &str = "XTASK_RECORD_AWS_CALLS";
+
+/// Appends `Service:Operation` (e.g. `ECR:PutImage`, `CloudWatch Logs:GetLogEvents`) to the
+/// file `XTASK_RECORD_AWS_CALLS` names, once per SDK operation a client starts (retries are not
+/// counted again), whether it succeeds or not. `cargo xtask iam-policy --check FILE` then says
+/// whether the deploy role's policy allows each call; the IAM coverage test drives it.
+#[derive(Debug, Clone)]
+struct RecordCalls {
+    path: std::path::PathBuf,
+}
+
+impl RecordCalls {
+    fn from_env() -> Option<RecordCalls> {
+        std::env::var_os(RECORD_CALLS_VAR)
+            .filter(|p| !p.is_empty())
+            .map(|p| RecordCalls { path: p.into() })
+    }
+}
+
+impl Intercept for RecordCalls {
+    fn name(&self) -> &'static str {
+        "RecordCalls"
+    }
+
+    // Not `read_before_execution`: a client's interceptors run that before the operation's
+    // configuration (which holds its `Metadata`) is applied. This runs once per operation too.
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        use std::io::Write;
+        let Some(meta) = cfg.load::<Metadata>() else { return Ok(()) };
+        let line = format!("{}:{}\n", meta.service(), meta.name());
+        let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        // One write per line: processes recording into one file do not interleave lines.
+        file.write_all(line.as_bytes())?;
+        Ok(())
+    }
+}
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_types::config_bag::ConfigBag;
 
 use aws_smithy_runtime_api::client::http::{
     HttpClient, HttpConnector, HttpConnectorFuture, HttpConnectorSettings, SharedHttpClient,

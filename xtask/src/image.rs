@@ -9,12 +9,14 @@ use std::path::Path;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, Subcommand};
 use xshell::Shell;
 
 use crate::build_record::BuildRecord;
 use crate::docker::{BuildMode, Docker, ImageInfo, shell_quote};
 use crate::git::Revision;
+
+mod handoff;
 
 const DOCKERFILE: &str = "container/Dockerfile";
 /// The build secret with the host's CA bundle (see the Dockerfile's splitter-build stage).
@@ -27,11 +29,16 @@ Examples:
   cargo xtask image --base-image splitter-base:trixie-local   # offline: a locally built trixie base
   cargo xtask image --dry-run                        # print the docker command only
   cargo xtask image --cache-from type=gha --cache-to type=gha,mode=max   # CI, with buildx
+  cargo xtask image save DIR    # the built image + build record, for another machine or CI job
+  cargo xtask image load DIR    # …loaded there: `scan` and `push` then use it
 
 The Docker client is `docker buildx build` when the buildx plugin exists, else
 `DOCKER_BUILDKIT=1 docker build` with a client that still has BuildKit built in
 (set DOCKER=/path/to/docker to choose).")]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct Image {
+    #[command(subcommand)]
+    action: Option<Action>,
     /// Project prefix: the image is `{project}-splitter:{git sha}`.
     #[arg(long, env = "PROJECT_NAME", default_value = "upscaler")]
     project: String,
@@ -57,8 +64,22 @@ pub struct Image {
     dry_run: bool,
 }
 
+/// Moving a built image between machines (CI jobs).
+#[derive(Debug, Subcommand)]
+enum Action {
+    /// Write the built image (`docker save`) and its build record to DIR.
+    Save(handoff::Save),
+    /// Load an image saved with `image save DIR`, check its id, install its build record.
+    Load(handoff::Load),
+}
+
 impl Image {
     pub fn run(self, sh: &Shell) -> Result<()> {
+        match self.action {
+            Some(Action::Save(cmd)) => return cmd.run(sh),
+            Some(Action::Load(cmd)) => return cmd.run(sh),
+            None => {}
+        }
         let root = crate::project_root();
         let docker = Docker::detect(sh)?;
         let revision = Revision::read(sh, &root)?;

