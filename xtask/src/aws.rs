@@ -30,7 +30,6 @@ impl Aws {
     /// Loads the configuration for `region` from the default chain; with an
     /// [environment overlay](set_env_overlay) naming `AWS_ENDPOINT_URL`, the local stack's
     /// configuration ([`Aws::local`]) instead.
-    #[allow(dead_code)] // used by push, deploy and itest (their branches land separately)
     pub fn load(region: &str) -> Result<Aws> {
         if let Some(endpoint) = overlay_var("AWS_ENDPOINT_URL") {
             return Aws::local(region, &endpoint);
@@ -96,7 +95,6 @@ impl Aws {
         }
         aws_sdk_batch::Client::from_conf(conf.build())
     }
-    #[allow(dead_code)] // used by push (its branch lands separately)
     pub fn sts(&self) -> aws_sdk_sts::Client {
         let mut conf = aws_sdk_sts::config::Builder::from(&self.config);
         if let Some(recorder) = RecordCalls::from_env() {

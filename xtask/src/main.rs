@@ -7,8 +7,6 @@
 //! local and real AWS.
 
 mod aws;
-// Written by `image`, read by `scan` and `push` (their branches land separately).
-#[allow(dead_code)]
 mod build_record;
 mod config;
 mod deploy;

@@ -47,7 +47,7 @@ pub fn push_tags(record: &BuildRecord, env: Env) -> Vec<String> {
     let suffix = if record.dirty { "-dirty" } else { "" };
     let full =
         record.tags.first().cloned().unwrap_or_else(|| format!("{}{suffix}", record.git_sha));
-    let short = format!("{}{suffix}", &record.git_sha[..record.git_sha.len().min(7)]);
+    let short = format!("{}{suffix}", crate::git::short_sha(&record.git_sha));
     let mut tags = vec![full, short];
     if env == Env::Dev {
         tags.push("latest".to_owned());
