@@ -315,7 +315,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Quotes a command for a POSIX shell, for `--dry-run` output.
+/// The first 12 hex digits of an image id or digest (`sha256:` dropped), as `docker images`
+/// shows it.
+pub fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+/// Quotes a word for a POSIX shell when it needs it (`--dry-run` output, the local stack's env
+/// file).
 pub fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,%^".contains(c));

@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use xshell::Shell;
 
 use crate::build_record::BuildRecord;
-use crate::docker::{BuildMode, Docker, ImageInfo, shell_quote};
+use crate::docker::{BuildMode, Docker, ImageInfo, shell_quote, short_id};
 use crate::git::Revision;
 
 mod handoff;
@@ -312,11 +312,6 @@ fn ca_bundle() -> Option<std::path::PathBuf> {
                 .filter(|p: &std::path::PathBuf| p.is_file())
         },
     )
-}
-
-fn short_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
 }
 
 fn human_size(bytes: u64) -> String {

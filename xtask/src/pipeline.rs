@@ -24,7 +24,7 @@ use xshell::Shell;
 use crate::aws::Aws;
 use crate::build_record::BuildRecord;
 use crate::config::{Env, LocalStack, Target};
-use crate::docker::shell_quote;
+use crate::docker::{shell_quote, short_id};
 use crate::itest::{self, Itest};
 use crate::scan::trivy_db::Severity;
 use crate::{deploy, ecr, image, infra, local, push, scan, tools};
@@ -516,8 +516,7 @@ async fn latest_revision(aws: &Aws, target: &Target) -> Result<Option<i32>> {
 }
 
 fn short(digest: &str) -> String {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    format!("sha256:{}", &hex[..hex.len().min(12)])
+    format!("sha256:{}", short_id(digest))
 }
 
 fn short_tag(tag: &str) -> String {

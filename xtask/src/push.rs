@@ -19,7 +19,7 @@ use xshell::Shell;
 use crate::aws::{Aws, sdk_error};
 use crate::build_record::BuildRecord;
 use crate::config::{Env, Target};
-use crate::docker::Docker;
+use crate::docker::{Docker, short_id};
 use crate::ecr::{self, Manifest, Registry, Repository, TagOutcome};
 
 #[derive(Debug, Args)]
@@ -270,11 +270,6 @@ async fn start_scan(ecr: &aws_sdk_ecr::Client, repo: &Repository, digest: &str) 
             }
         }
     }
-}
-
-fn short_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
 }
 
 #[cfg(test)]
