@@ -108,7 +108,7 @@ struct Run {
 
 impl Run {
     fn new(target: &Target, source: &Source) -> Run {
-        let id = format!("{}-{}", utc_stamp(SystemTime::now()), random_hex(6));
+        let id = format!("{}-{}", crate::time::compact(SystemTime::now()), random_hex(6));
         let prefix = format!("itest/{id}");
         let mut job_name = format!("{}-itest-{}-{id}", target.project, target.env);
         job_name.retain(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
@@ -977,23 +977,6 @@ fn parse_segment_seconds(text: &str) -> Result<String, String> {
     }
 }
 
-/// `20261127T210400Z`.
-fn utc_stamp(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
-}
-
 /// `n` random hex digits (std's randomly seeded hasher, no extra dependency).
 fn random_hex(n: usize) -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -1036,8 +1019,6 @@ mod tests {
 
     #[test]
     fn run_names_are_unique_and_valid() {
-        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
-        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229T000000Z");
         let target = Target {
             project: "upscaler".into(),
             env: crate::config::Env::Dev,

@@ -26,6 +26,7 @@ mod push;
 mod rollback;
 mod scan;
 mod test;
+mod time;
 mod tools;
 mod workflow_lint;
 
