@@ -207,7 +207,7 @@ impl Pipeline {
                 let text = std::fs::read_to_string(&env_file).with_context(|| {
                     format!("`local up` wrote no env file at {}", env_file.display())
                 })?;
-                let vars = parse_env_file(&text);
+                let vars = crate::aws::parse_env_file(&text);
                 let var = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
                 let endpoint =
                     var("AWS_ENDPOINT_URL").context("the env file has no AWS_ENDPOINT_URL")?;
@@ -472,22 +472,6 @@ fn parse<T: Args>(argv: &[String]) -> Result<T> {
         .map_err(|e| anyhow!("pipeline built an invalid command `{}`: {e}", command_line(argv)))
 }
 
-/// `export NAME=value` lines as `local up` writes them (plain or single-quoted values).
-fn parse_env_file(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let v = v
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .map(|v| v.replace(r"'\''", "'"))
-                .unwrap_or_else(|| v.to_owned());
-            (k.to_owned(), v)
-        })
-        .collect()
-}
-
 /// Findings by severity from the scan's JSON report.
 fn scan_result() -> String {
     let path = crate::xtask_dir().join("scan").join(scan::JSON_REPORT);
@@ -649,18 +633,6 @@ mod tests {
         assert_eq!(
             command_line(&args(&["itest", "--video", "my clip.mp4"])),
             "cargo xtask itest --video 'my clip.mp4'"
-        );
-    }
-
-    #[test]
-    fn the_env_file_is_read_back() {
-        let text = "# comment\nexport AWS_ENDPOINT_URL=http://127.0.0.1:4566\nexport SPLITTER_LOCAL_STATE_DIR='/a dir/it'\\''s'\nnot an export\n";
-        assert_eq!(
-            parse_env_file(text),
-            vec![
-                ("AWS_ENDPOINT_URL".to_owned(), "http://127.0.0.1:4566".to_owned()),
-                ("SPLITTER_LOCAL_STATE_DIR".to_owned(), "/a dir/it's".to_owned()),
-            ]
         );
     }
 

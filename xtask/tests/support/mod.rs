@@ -273,22 +273,11 @@ fn stack_args(dir: &Path, moto: u16, registry: u16) -> Vec<String> {
     ]
 }
 
-/// Parses `export NAME=value` lines (values as xtask writes them: plain or single-quoted).
+/// The `export NAME=value` lines of an env file, read as xtask reads them.
 pub fn read_env_file(path: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read env file {}: {e}", path.display()));
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let v = v
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .map(|v| v.replace(r"'\''", "'"))
-                .unwrap_or_else(|| v.to_owned());
-            (k.to_owned(), v)
-        })
-        .collect()
+    aws::parse_env_file(&text)
 }
 
 /// The stack shared by the tests of one test binary: started on first use, stopped by its
