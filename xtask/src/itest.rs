@@ -37,7 +37,7 @@ use xshell::Shell;
 
 use crate::aws::{Aws, sdk_error};
 use crate::config::{BATCH_LOG_GROUP, PLACEHOLDER_TAG, Target};
-use crate::jobdef;
+use crate::{infra, jobdef};
 use source::Source;
 use verify::{Manifest, Stored};
 
@@ -487,20 +487,13 @@ impl Itest {
 async fn preflight(aws: &Aws, target: &Target, segment_override: Option<&str>) -> Result<Plan> {
     let batch = aws.batch();
     let queue = target.job_queue();
-    let found = batch
-        .describe_job_queues()
-        .job_queues(&queue)
-        .send()
-        .await
-        .map_err(sdk_error)
-        .with_context(|| {
-            format!(
-                "cannot describe job queue {queue}: check the AWS credentials (locally: \
-                 `. target/xtask/local/env`) and the batch:DescribeJobQueues permission"
-            )
-        })?;
-    let Some(q) = found.job_queues().iter().find(|q| q.job_queue_name() == Some(queue.as_str()))
-    else {
+    let found = infra::find_job_queue(&batch, &queue).await.with_context(|| {
+        format!(
+            "cannot describe job queue {queue}: check the AWS credentials (locally: \
+             `. target/xtask/local/env`) and the batch:DescribeJobQueues permission"
+        )
+    })?;
+    let Some(q) = found else {
         bail!(
             "job queue {queue} does not exist in {}: it is created by Terraform (locally: \
              `cargo xtask local up --env {}`); check --project ({}) and --env",
@@ -552,18 +545,15 @@ async fn preflight(aws: &Aws, target: &Target, segment_override: Option<&str>) -
     };
 
     let bucket = target.bucket();
-    match aws.s3().head_bucket().bucket(&bucket).send().await {
-        Ok(_) => {}
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => bail!(
+    let exists = infra::bucket_exists(&aws.s3(), &bucket).await.with_context(|| {
+        format!("cannot read S3 bucket {bucket}: check the role's s3:ListBucket permission")
+    })?;
+    if !exists {
+        bail!(
             "S3 bucket {bucket} does not exist: it is created by Terraform (locally: `cargo xtask local up --env {}`); \
              check --project and --env",
             target.env
-        ),
-        Err(err) => {
-            return Err(sdk_error(err)).with_context(|| {
-                format!("cannot read S3 bucket {bucket}: check the role's s3:ListBucket permission")
-            });
-        }
+        );
     }
     Ok(Plan {
         queue,
