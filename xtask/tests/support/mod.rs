@@ -136,7 +136,8 @@ pub fn port_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
-/// Whether process `pid` runs (a zombie does not).
+/// Whether process `pid` runs (a zombie does not). Not xtask's `proc::alive` on purpose: the
+/// tests check with it what xtask's process handling did.
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
