@@ -550,19 +550,8 @@ fn print_summary(p: &Pipeline, rows: &[Row], facts: &Facts, total: Duration) {
     let _ = writeln!(out, "  revision      {}", facts.revision.clone().unwrap_or_else(dash));
     let _ = writeln!(out, "  itest result  {}", facts.itest.clone().unwrap_or_else(dash));
     print!("{out}");
-    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
-        let markdown = summary_markdown(rows, facts, total);
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, markdown.as_bytes()));
-        if let Err(e) = written {
-            eprintln!(
-                "warning: cannot append to GITHUB_STEP_SUMMARY ({}): {e}",
-                PathBuf::from(path).display()
-            );
-        }
+    if let Err(e) = crate::gha::append_step_summary(&summary_markdown(rows, facts, total)) {
+        eprintln!("warning: {e:#}");
     }
 }
 
