@@ -37,7 +37,7 @@ use xshell::Shell;
 
 use crate::aws::{Aws, sdk_error};
 use crate::config::{BATCH_LOG_GROUP, PLACEHOLDER_TAG, Target};
-use crate::{infra, jobdef};
+use crate::{infra, jobdef, shown};
 use source::Source;
 use verify::{Manifest, Stored};
 
@@ -901,12 +901,6 @@ fn clear_live_line() {
         print!("\r\x1b[2K");
         let _ = std::io::stdout().flush();
     }
-}
-
-/// A path relative to the workspace when inside it.
-fn shown(path: &std::path::Path) -> String {
-    let root = crate::project_root();
-    path.strip_prefix(&root).unwrap_or(path).display().to_string()
 }
 
 /// `90s`, `10m`, `1h30m`, `2h`, or plain seconds (`90`).

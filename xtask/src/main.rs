@@ -127,6 +127,11 @@ pub fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// A path relative to the workspace when inside it (shorter messages).
+pub fn shown(path: &Path) -> String {
+    path.strip_prefix(project_root()).unwrap_or(path).display().to_string()
+}
+
 /// Where xtask keeps its state and reports: `target/xtask/` (or under `CARGO_TARGET_DIR`).
 pub fn xtask_dir() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")

@@ -23,6 +23,7 @@ use clap::{Args, Subcommand};
 use xshell::{Cmd, Shell, cmd};
 
 use crate::build_record::BuildRecord;
+use crate::shown;
 use report::{Gate, Report};
 
 /// Report file names under `target/xtask/scan/`.
@@ -412,12 +413,6 @@ fn remove_if_exists(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("cannot remove stale {}", path.display())),
     }
-}
-
-/// A path relative to the workspace when inside it (shorter messages).
-fn shown(path: &Path) -> String {
-    let root = crate::project_root();
-    path.strip_prefix(&root).unwrap_or(path).display().to_string()
 }
 
 #[cfg(test)]
