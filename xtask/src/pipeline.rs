@@ -350,15 +350,6 @@ impl Pipeline {
 
         // itest
         n += 1;
-        let test = Itest {
-            target: t.clone(),
-            video: self.video.clone(),
-            timeout: self.timeout,
-            segment_seconds: None,
-            keep: self.keep,
-            log_lines: 40,
-            dry_run: self.dry_run,
-        };
         let mut argv = args(&["itest"]);
         argv.extend(common.clone());
         if let Some(v) = &self.video {
@@ -373,7 +364,7 @@ impl Pipeline {
                 println!("[dry-run] would run: {}", command_line(&argv));
                 return Ok("dry run".to_owned());
             }
-            let outcome = test.execute(sh)?.context("itest ran as a dry run")?;
+            let outcome = parse::<Itest>(&argv)?.execute(sh)?.context("itest ran as a dry run")?;
             let text = format!(
                 "passed: {} segments + {} audio, {} checks (job {}, {:.1} s)",
                 outcome.segments,
