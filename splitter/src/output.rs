@@ -13,7 +13,7 @@ use crate::error::{Kind, ResultExt, fail};
 use crate::hash::FileDigest;
 use crate::location::Location;
 use crate::manifest::{self, Manifest};
-use crate::s3::{Upload, Uploader};
+use crate::s3::{Upload, Uploader, join_all};
 
 /// A temporary directory removed on drop (also when a run fails or is interrupted).
 #[derive(Debug)]
@@ -253,10 +253,6 @@ impl Sink {
             }
         }
     }
-}
-
-async fn join_all<F: std::future::Future>(futures: Vec<F>) -> Vec<F::Output> {
-    crate::s3::join_all(futures).await
 }
 
 #[cfg(test)]

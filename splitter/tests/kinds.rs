@@ -6,39 +6,55 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
 use support::*;
 
-fn args(parts: &[&str]) -> Vec<String> {
-    parts.iter().map(|s| s.to_string()).collect()
+/// A video made by ffmpeg: `seconds` s of the 25 fps test pattern at `size`, then `rest`, the
+/// rest of the command line (more inputs, maps, codecs) as whitespace-separated words.
+fn encoded(name: &str, ext: &str, size: &str, seconds: &str, rest: &str) -> PathBuf {
+    let mut args = pattern(size, "25", seconds);
+    args.extend(rest.split_whitespace().map(str::to_owned));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    fixture(name, ext, &refs)
 }
 
-fn make(name: &str, ext: &str, parts: Vec<String>) -> PathBuf {
-    let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-    fixture(name, ext, &refs)
+/// Splits `src` into a new directory (named after `name`) every `seconds` and proves the
+/// segments frame-exact; returns the directory, the manifest and the source's frame count.
+fn split_exact(src: &Path, name: &str, seconds: &str) -> (TempDir, Value, usize) {
+    let out = TempDir::new(name);
+    let manifest = split_ok(src, out.path(), seconds);
+    let frames = assert_frame_exact(src, out.path());
+    (out, manifest, frames)
+}
+
+/// The samples of the manifest's audio file `index` equal those of the source's audio
+/// stream `index`.
+fn assert_audio_same(out: &TempDir, manifest: &Value, src: &Path, index: usize) {
+    let audio = out.join(manifest["audio"][index]["path"].as_str().expect("audio path"));
+    assert_eq!(audio_md5(&audio, 0), audio_md5(src, index), "audio track {index}");
 }
 
 /// 6 s of 160x90 H.264 with B-frames (x264 defaults: B-pyramid, closed GOP) and AAC.
 fn h264_aac_mp4() -> PathBuf {
-    let mut a = pattern("160x90", "25", "6");
-    a.extend(args(&["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000", "-t", "6"]));
-    a.extend(args(&[
-        "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-b:a", "64k",
-    ]));
-    make("h264-aac", "mp4", a)
+    encoded(
+        "h264-aac",
+        "mp4",
+        "160x90",
+        "6",
+        "-f lavfi -i sine=frequency=440:sample_rate=48000 -t 6 \
+         -c:v libx264 -g 25 -pix_fmt yuv420p -c:a aac -b:a 64k",
+    )
 }
 
 /// x265's defaults: open GOP, keyframes are CRA pictures with RASL leading pictures.
 fn hevc_open_gop() -> PathBuf {
-    let mut a = pattern("160x90", "25", "6");
-    a.extend(args(&[
-        "-c:v",
-        "libx265",
-        "-x265-params",
-        "keyint=25:min-keyint=25:log-level=error",
-        "-pix_fmt",
-        "yuv420p",
-    ]));
-    make("hevc-open-gop", "mp4", a)
+    encoded(
+        "hevc-open-gop",
+        "mp4",
+        "160x90",
+        "6",
+        "-c:v libx265 -x265-params keyint=25:min-keyint=25:log-level=error -pix_fmt yuv420p",
+    )
 }
 
 /// A file trimmed with `-ss … -c copy`: starts at the keyframe before the trim point, the
@@ -61,9 +77,7 @@ fn h264_with_b_frames_moov_at_end_and_aac() {
     let src = h264_aac_mp4();
     let (moov, mdat) = moov_offsets(&src);
     assert!(moov > mdat, "fixture must have its moov atom after the media data");
-    let out = TempDir::new("h264");
-    let manifest = split_ok(&src, out.path(), "2");
-    let frames = assert_frame_exact(&src, out.path());
+    let (out, manifest, frames) = split_exact(&src, "h264", "2");
     assert_eq!(frames, 150);
     let segments = manifest["segments"].as_array().expect("segments");
     assert_eq!(segments.len(), 3);
@@ -77,8 +91,7 @@ fn h264_with_b_frames_moov_at_end_and_aac() {
     let audio = manifest["audio"].as_array().expect("audio");
     assert_eq!(audio.len(), 1);
     assert_eq!(audio[0]["codec"], "aac");
-    let audio_file = out.join(audio[0]["path"].as_str().expect("path"));
-    assert_eq!(audio_md5(&audio_file, 0), audio_md5(&src, 0));
+    assert_audio_same(&out, &manifest, &src, 0);
     // Segments are video only.
     let first = out.join(segments[0]["path"].as_str().expect("path"));
     let probe = std::process::Command::new("ffprobe")
@@ -97,9 +110,8 @@ fn open_gop_hevc_beats_the_naive_recipe() {
         !equal && naive < expected,
         "the naive recipe should lose RASL frames at CRA cuts ({naive} of {expected})"
     );
-    let out = TempDir::new("hevc-open");
-    let manifest = split_ok(&src, out.path(), "2");
-    assert_eq!(assert_frame_exact(&src, out.path()), expected);
+    let (_out, manifest, frames) = split_exact(&src, "hevc-open", "2");
+    assert_eq!(frames, expected);
     let segments = manifest["segments"].as_array().expect("segments");
     assert!(segments.len() >= 2);
     assert_eq!(segments[0]["lead_in_frames"], 0);
@@ -117,38 +129,28 @@ fn edit_list_beats_the_naive_recipe() {
         !equal,
         "the naive recipe should show frames the edit list hides ({naive} vs {expected})"
     );
-    let out = TempDir::new("edit-list");
-    let manifest = split_ok(&src, out.path(), "2");
-    assert_eq!(assert_frame_exact(&src, out.path()), expected);
+    let (out, manifest, frames) = split_exact(&src, "edit-list", "2");
+    assert_eq!(frames, expected);
     assert!(
         manifest["segments"][0]["lead_in_frames"].as_u64() > Some(0),
         "the hidden frames are the first segment's lead-in"
     );
     // The audio keeps its edit list (priming and trim): same samples as the source.
-    let audio = out.join(manifest["audio"][0]["path"].as_str().expect("audio path"));
-    assert_eq!(audio_md5(&audio, 0), audio_md5(&src, 0));
+    assert_audio_same(&out, &manifest, &src, 0);
 }
 
 #[test]
 fn variable_frame_rate() {
     // Drop frames irregularly and keep the timestamps: frame durations vary.
-    let mut a = pattern("160x90", "25", "6");
-    a.extend(args(&[
-        "-vf",
-        "select='not(eq(mod(n\\,7)\\,3))*not(eq(mod(n\\,5)\\,1))'",
-        "-fps_mode",
+    let src = encoded(
         "vfr",
-        "-c:v",
-        "libx264",
-        "-g",
-        "20",
-        "-pix_fmt",
-        "yuv420p",
-    ]));
-    let src = make("vfr", "mp4", a);
-    let out = TempDir::new("vfr");
-    let manifest = split_ok(&src, out.path(), "1.5");
-    assert_frame_exact(&src, out.path());
+        "mp4",
+        "160x90",
+        "6",
+        "-vf select='not(eq(mod(n\\,7)\\,3))*not(eq(mod(n\\,5)\\,1))' -fps_mode vfr \
+         -c:v libx264 -g 20 -pix_fmt yuv420p",
+    );
+    let (_out, manifest, _) = split_exact(&src, "vfr", "1.5");
     let avg = manifest["source"]["video"]["frame_rate"].as_f64().expect("rate");
     assert!(avg < 25.0, "frames were dropped: average rate {avg}");
     // Durations come from timestamps, not frame counts.
@@ -160,105 +162,82 @@ fn variable_frame_rate() {
 
 #[test]
 fn mpeg_ts_h264() {
-    let mut a = pattern("160x90", "25", "5");
-    a.extend(args(&["-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "5"]));
-    a.extend(args(&[
-        "-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac", "-f", "mpegts",
-    ]));
-    let src = make("h264", "ts", a);
-    let out = TempDir::new("ts-h264");
-    let manifest = split_ok(&src, out.path(), "2");
-    assert_frame_exact(&src, out.path());
+    let src = encoded(
+        "h264",
+        "ts",
+        "160x90",
+        "5",
+        "-f lavfi -i sine=sample_rate=48000 -t 5 \
+         -c:v libx264 -g 25 -pix_fmt yuv420p -c:a aac -f mpegts",
+    );
+    let (out, manifest, _) = split_exact(&src, "ts-h264", "2");
     assert_eq!(manifest["source"]["format"], "mpegts");
-    let audio = out.join(manifest["audio"][0]["path"].as_str().expect("audio path"));
-    assert_eq!(audio_md5(&audio, 0), audio_md5(&src, 0));
+    assert_audio_same(&out, &manifest, &src, 0);
 }
 
 #[test]
 fn mpeg_ts_mpeg2_open_gop() {
     // ffmpeg's MPEG-2 encoder makes open GOPs: B-frames after an I-frame reference the
     // previous GOP, so cuts need a lead-in.
-    let mut a = pattern("160x90", "25", "6");
-    a.extend(args(&["-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "6"]));
-    a.extend(args(&["-c:v", "mpeg2video", "-bf", "2", "-g", "25", "-c:a", "mp2", "-f", "mpegts"]));
-    let src = make("mpeg2", "ts", a);
+    let src = encoded(
+        "mpeg2",
+        "ts",
+        "160x90",
+        "6",
+        "-f lavfi -i sine=sample_rate=48000 -t 6 \
+         -c:v mpeg2video -bf 2 -g 25 -c:a mp2 -f mpegts",
+    );
     let (expected, naive, _) = naive_recipe(&src, "2");
     assert!(naive < expected, "the naive recipe drops leading B-frames ({naive} of {expected})");
-    let out = TempDir::new("ts-mpeg2");
-    let manifest = split_ok(&src, out.path(), "2");
-    assert_eq!(assert_frame_exact(&src, out.path()), expected);
+    let (out, manifest, frames) = split_exact(&src, "ts-mpeg2", "2");
+    assert_eq!(frames, expected);
     assert_eq!(manifest["source"]["video"]["codec"], "mpeg2video");
-    let audio = out.join(manifest["audio"][0]["path"].as_str().expect("audio path"));
     assert_eq!(manifest["audio"][0]["codec"], "mp2");
-    assert_eq!(audio_md5(&audio, 0), audio_md5(&src, 0));
+    assert_audio_same(&out, &manifest, &src, 0);
 }
 
 #[test]
 fn webm_vp9_and_opus() {
-    let mut a = pattern("160x90", "25", "5");
-    a.extend(args(&["-f", "lavfi", "-i", "sine=sample_rate=48000", "-t", "5"]));
-    a.extend(args(&[
-        "-c:v",
-        "libvpx-vp9",
-        "-deadline",
-        "realtime",
-        "-cpu-used",
-        "8",
-        "-g",
-        "25",
-        "-c:a",
-        "libopus",
-    ]));
-    let src = make("vp9-opus", "webm", a);
-    let out = TempDir::new("webm");
-    let manifest = split_ok(&src, out.path(), "2");
-    assert_frame_exact(&src, out.path());
+    let src = encoded(
+        "vp9-opus",
+        "webm",
+        "160x90",
+        "5",
+        "-f lavfi -i sine=sample_rate=48000 -t 5 \
+         -c:v libvpx-vp9 -deadline realtime -cpu-used 8 -g 25 -c:a libopus",
+    );
+    let (out, manifest, _) = split_exact(&src, "webm", "2");
     assert_eq!(manifest["source"]["video"]["codec"], "vp9");
     assert!(manifest["segments"][0]["path"].as_str().is_some_and(|p| p.ends_with(".mkv")));
     assert_eq!(manifest["audio"][0]["codec"], "opus");
     // Opus pre-skip and end trimming survive: same samples.
-    let audio = out.join(manifest["audio"][0]["path"].as_str().expect("audio path"));
-    assert_eq!(audio_md5(&audio, 0), audio_md5(&src, 0));
+    assert_audio_same(&out, &manifest, &src, 0);
 }
 
 #[test]
 fn av1_in_mp4() {
-    let mut a = pattern("128x72", "25", "4");
-    a.extend(args(&[
-        "-c:v",
-        "libaom-av1",
-        "-cpu-used",
-        "8",
-        "-row-mt",
-        "1",
-        "-g",
-        "25",
-        "-pix_fmt",
-        "yuv420p",
-    ]));
-    let src = make("av1", "mp4", a);
-    let out = TempDir::new("av1");
-    let manifest = split_ok(&src, out.path(), "1");
-    assert_frame_exact(&src, out.path());
+    let src = encoded(
+        "av1",
+        "mp4",
+        "128x72",
+        "4",
+        "-c:v libaom-av1 -cpu-used 8 -row-mt 1 -g 25 -pix_fmt yuv420p",
+    );
+    let (_out, manifest, _) = split_exact(&src, "av1", "1");
     assert_eq!(manifest["source"]["video"]["codec"], "av1");
     assert!(manifest["segments"].as_array().expect("segments").len() >= 3);
 }
 
 #[test]
 fn hevc_10_bit() {
-    let mut a = pattern("160x90", "25", "4");
-    a.extend(args(&[
-        "-c:v",
-        "libx265",
-        "-x265-params",
-        "keyint=25:log-level=error",
-        "-pix_fmt",
-        "yuv420p10le",
-    ]));
-    let src = make("hevc-10bit", "mp4", a);
-    let out = TempDir::new("hevc10");
-    let manifest = split_ok(&src, out.path(), "1");
-    assert_frame_exact(&src, out.path());
+    let src = encoded(
+        "hevc-10bit",
+        "mp4",
+        "160x90",
+        "4",
+        "-c:v libx265 -x265-params keyint=25:log-level=error -pix_fmt yuv420p10le",
+    );
+    let (_out, manifest, _) = split_exact(&src, "hevc10", "1");
     // A decoder-less ffprobe (the container's) cannot tell the pixel format: null then.
     let pix_fmt = &manifest["source"]["video"]["pixel_format"];
     assert!(pix_fmt == "yuv420p10le" || pix_fmt.is_null(), "{pix_fmt}");
@@ -268,19 +247,16 @@ fn hevc_10_bit() {
 fn hevc_idr_with_decodable_leading_pictures_needs_no_lead_in() {
     // Closed GOPs whose IDR pictures carry RADL leading pictures: clean cuts, which the
     // splitter tells apart from CRA pictures by their NAL unit type.
-    let mut a = pattern("160x90", "25", "4");
-    a.extend(args(&[
-        "-c:v",
-        "libx265",
-        "-x265-params",
-        "keyint=25:min-keyint=25:scenecut=0:no-open-gop=1:radl=2:bframes=3:b-adapt=0:log-level=error",
-        "-pix_fmt",
-        "yuv420p",
-    ]));
-    let src = make("hevc-radl", "mp4", a);
-    let out = TempDir::new("hevc-radl");
-    let manifest = split_ok(&src, out.path(), "1");
-    assert_frame_exact(&src, out.path());
+    let src = encoded(
+        "hevc-radl",
+        "mp4",
+        "160x90",
+        "4",
+        "-c:v libx265 -x265-params \
+         keyint=25:min-keyint=25:scenecut=0:no-open-gop=1:radl=2:bframes=3:b-adapt=0:log-level=error \
+         -pix_fmt yuv420p",
+    );
+    let (_out, manifest, _) = split_exact(&src, "hevc-radl", "1");
     let segments = manifest["segments"].as_array().expect("segments");
     assert!(segments.len() >= 3);
     assert!(segments.iter().all(|s| s["lead_in_frames"] == 0));
@@ -288,19 +264,14 @@ fn hevc_idr_with_decodable_leading_pictures_needs_no_lead_in() {
 
 #[test]
 fn open_gop_h264() {
-    let mut a = pattern("160x90", "25", "6");
-    a.extend(args(&[
-        "-c:v",
-        "libx264",
-        "-x264-params",
-        "open-gop=1:keyint=25:min-keyint=25",
-        "-pix_fmt",
-        "yuv420p",
-    ]));
-    let src = make("h264-open-gop", "mp4", a);
-    let out = TempDir::new("h264-open");
-    split_ok(&src, out.path(), "2");
-    assert_frame_exact(&src, out.path());
+    let src = encoded(
+        "h264-open-gop",
+        "mp4",
+        "160x90",
+        "6",
+        "-c:v libx264 -x264-params open-gop=1:keyint=25:min-keyint=25 -pix_fmt yuv420p",
+    );
+    split_exact(&src, "h264-open", "2");
 }
 
 /// Writes a 90° rotation into the first `tkhd` box (what phones record), since ffmpeg 5.1
@@ -323,62 +294,32 @@ fn rotate_90(src: &Path, dst: &Path) {
 
 #[test]
 fn rotated_mov_keeps_its_rotation() {
-    let mut a = pattern("160x90", "25", "4");
-    a.extend(args(&["-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p"]));
-    let base = make("h264-plain", "mov", a);
+    let base = encoded("h264-plain", "mov", "160x90", "4", "-c:v libx264 -g 25 -pix_fmt yuv420p");
     let src = derived("rotated", "mov", &base, rotate_90);
     assert_eq!(probe_rotation(&src), -90.0, "fixture must carry a display matrix");
-    let out = TempDir::new("rotated");
-    let manifest = split_ok(&src, out.path(), "1");
+    // ffmpeg auto-rotates both when decoding: the frames match only if the rotation is kept.
+    let (out, manifest, _) = split_exact(&src, "rotated", "1");
     assert_eq!(manifest["source"]["video"]["rotation"], 90);
     for seg in manifest["segments"].as_array().expect("segments") {
         let file = out.join(seg["path"].as_str().expect("path"));
         assert_eq!(probe_rotation(&file), -90.0, "{} lost the rotation", file.display());
     }
-    // ffmpeg auto-rotates both when decoding: the frames match only if the rotation is kept.
-    assert_frame_exact(&src, out.path());
 }
 
 #[test]
 fn two_audio_tracks() {
-    let mut a = pattern("160x90", "25", "4");
-    a.extend(args(&[
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=440:sample_rate=48000",
-        "-f",
-        "lavfi",
-        "-i",
-        "sine=frequency=880:sample_rate=44100",
-        "-t",
+    let src = encoded(
+        "two-audio",
+        "mp4",
+        "160x90",
         "4",
-        "-map",
-        "0:v",
-        "-map",
-        "1:a",
-        "-map",
-        "2:a",
-        "-c:v",
-        "libx264",
-        "-g",
-        "25",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:a:0",
-        "aac",
-        "-c:a:1",
-        "ac3",
-        "-metadata:s:a:0",
-        "language=eng",
-        "-metadata:s:a:1",
-        "language=fra",
-        "-shortest",
-    ]));
-    let src = make("two-audio", "mp4", a);
-    let out = TempDir::new("two-audio");
-    let manifest = split_ok(&src, out.path(), "2");
-    assert_frame_exact(&src, out.path());
+        "-f lavfi -i sine=frequency=440:sample_rate=48000 \
+         -f lavfi -i sine=frequency=880:sample_rate=44100 -t 4 \
+         -map 0:v -map 1:a -map 2:a -c:v libx264 -g 25 -pix_fmt yuv420p \
+         -c:a:0 aac -c:a:1 ac3 -metadata:s:a:0 language=eng -metadata:s:a:1 language=fra \
+         -shortest",
+    );
+    let (out, manifest, _) = split_exact(&src, "two-audio", "2");
     let audio = manifest["audio"].as_array().expect("audio");
     assert_eq!(audio.len(), 2);
     assert_eq!(
@@ -389,27 +330,21 @@ fn two_audio_tracks() {
         (audio[0]["language"].as_str(), audio[1]["language"].as_str()),
         (Some("eng"), Some("fra"))
     );
-    for (i, entry) in audio.iter().enumerate() {
-        let file = out.join(entry["path"].as_str().expect("path"));
-        assert_eq!(audio_md5(&file, 0), audio_md5(&src, i), "audio track {i}");
+    for i in 0..audio.len() {
+        assert_audio_same(&out, &manifest, &src, i);
     }
 }
 
 #[test]
 fn gop_longer_than_the_target_is_one_segment() {
-    let mut a = pattern("160x90", "25", "6");
-    a.extend(args(&[
-        "-c:v",
-        "libx264",
-        "-x264-params",
-        "keyint=75:min-keyint=75:scenecut=0",
-        "-pix_fmt",
-        "yuv420p",
-    ]));
-    let src = make("long-gop", "mp4", a);
-    let out = TempDir::new("long-gop");
-    let manifest = split_ok(&src, out.path(), "1");
-    assert_frame_exact(&src, out.path());
+    let src = encoded(
+        "long-gop",
+        "mp4",
+        "160x90",
+        "6",
+        "-c:v libx264 -x264-params keyint=75:min-keyint=75:scenecut=0 -pix_fmt yuv420p",
+    );
+    let (_out, manifest, _) = split_exact(&src, "long-gop", "1");
     let segments = manifest["segments"].as_array().expect("segments");
     // Keyframes every 3 s with a 1 s target: each segment is one GOP of 75 frames.
     assert_eq!(segments.len(), 2);
@@ -419,19 +354,14 @@ fn gop_longer_than_the_target_is_one_segment() {
 
 #[test]
 fn a_single_keyframe_makes_one_segment() {
-    let mut a = pattern("160x90", "25", "4");
-    a.extend(args(&[
-        "-c:v",
-        "libx264",
-        "-x264-params",
-        "keyint=1000:min-keyint=1000:scenecut=0",
-        "-pix_fmt",
-        "yuv420p",
-    ]));
-    let src = make("one-keyframe", "mp4", a);
-    let out = TempDir::new("one-keyframe");
-    let manifest = split_ok(&src, out.path(), "1");
-    assert_frame_exact(&src, out.path());
+    let src = encoded(
+        "one-keyframe",
+        "mp4",
+        "160x90",
+        "4",
+        "-c:v libx264 -x264-params keyint=1000:min-keyint=1000:scenecut=0 -pix_fmt yuv420p",
+    );
+    let (_out, manifest, _) = split_exact(&src, "one-keyframe", "1");
     let segments = manifest["segments"].as_array().expect("segments");
     assert_eq!(segments.len(), 1);
     assert_eq!(segments[0]["frames"], 100);
@@ -446,29 +376,16 @@ fn subtitles_and_timecode_are_left_out_and_listed() {
         "1\n00:00:00,000 --> 00:00:01,500\nhello\n\n2\n00:00:02,000 --> 00:00:03,000\nworld\n",
     )
     .expect("srt");
-    let mut a = pattern("160x90", "25", "4");
-    a.extend(args(&[
-        "-i",
-        path_str(&srt),
-        "-map",
-        "0:v",
-        "-map",
-        "1:s",
-        "-c:v",
-        "libx264",
-        "-g",
-        "25",
-        "-pix_fmt",
-        "yuv420p",
-        "-c:s",
-        "mov_text",
-        "-timecode",
-        "01:00:00:00",
-    ]));
-    let src = make("subs-timecode", "mov", a);
-    let out = TempDir::new("subs");
-    let manifest = split_ok(&src, out.path(), "2");
-    assert_frame_exact(&src, out.path());
+    let mut args = pattern("160x90", "25", "4");
+    args.extend(["-i".to_owned(), path_str(&srt).to_owned()]);
+    args.extend(
+        "-map 0:v -map 1:s -c:v libx264 -g 25 -pix_fmt yuv420p -c:s mov_text -timecode 01:00:00:00"
+            .split_whitespace()
+            .map(str::to_owned),
+    );
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let src = fixture("subs-timecode", "mov", &refs);
+    let (_out, manifest, _) = split_exact(&src, "subs", "2");
     let excluded = manifest["excluded_streams"].as_array().expect("excluded");
     let types: Vec<&str> = excluded.iter().filter_map(|e| e["codec_type"].as_str()).collect();
     assert!(types.contains(&"subtitle"), "{excluded:?}");

@@ -5,7 +5,8 @@
 //! path-style addressing (moto and most S3-compatible stores need it).
 //!
 //! This file uses nothing else of the crate: the integration tests include it
-//! (`xtask/tests/support/mod.rs`) so they talk to the local stack through the same clients.
+//! (`xtask/tests/support/mod.rs`) so they talk to the local stack through the same clients,
+//! and read its env file the same way.
 
 use std::future::Future;
 use std::sync::OnceLock;
@@ -30,7 +31,6 @@ impl Aws {
     /// Loads the configuration for `region` from the default chain; with an
     /// [environment overlay](set_env_overlay) naming `AWS_ENDPOINT_URL`, the local stack's
     /// configuration ([`Aws::local`]) instead.
-    #[allow(dead_code)] // used by push, deploy and itest (their branches land separately)
     pub fn load(region: &str) -> Result<Aws> {
         if let Some(endpoint) = overlay_var("AWS_ENDPOINT_URL") {
             return Aws::local(region, &endpoint);
@@ -96,7 +96,6 @@ impl Aws {
         }
         aws_sdk_batch::Client::from_conf(conf.build())
     }
-    #[allow(dead_code)] // used by push (its branch lands separately)
     pub fn sts(&self) -> aws_sdk_sts::Client {
         let mut conf = aws_sdk_sts::config::Builder::from(&self.config);
         if let Some(recorder) = RecordCalls::from_env() {
@@ -155,6 +154,23 @@ fn overlay_var(name: &str) -> Option<String> {
 
 fn lookup(vars: &[(String, String)], name: &str) -> Option<String> {
     vars.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
+/// The variables of the local stack's env file (what an overlay is usually made of): its
+/// `export NAME=value` lines as `local up` writes them (plain or single-quoted values).
+pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("export "))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| {
+            let v = v
+                .strip_prefix('\'')
+                .and_then(|v| v.strip_suffix('\''))
+                .map(|v| v.replace(r"'\''", "'"))
+                .unwrap_or_else(|| v.to_owned());
+            (k.to_owned(), v)
+        })
+        .collect()
 }
 
 /// An environment variable, the [overlay](set_env_overlay) first.
@@ -313,7 +329,7 @@ fn integer_timestamps(json: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{integer_timestamps, lookup};
+    use super::{integer_timestamps, lookup, parse_env_file};
 
     #[test]
     fn the_overlay_lookup_takes_the_last_value() {
@@ -321,6 +337,18 @@ mod tests {
         assert_eq!(lookup(&vars, "A").as_deref(), Some("2"));
         assert_eq!(lookup(&vars, "B"), None);
         assert_eq!(lookup(&[], "A"), None);
+    }
+
+    #[test]
+    fn the_env_file_is_read_back() {
+        let text = "# comment\nexport AWS_ENDPOINT_URL=http://127.0.0.1:4566\nexport SPLITTER_LOCAL_STATE_DIR='/a dir/it'\\''s'\nnot an export\n";
+        assert_eq!(
+            parse_env_file(text),
+            vec![
+                ("AWS_ENDPOINT_URL".to_owned(), "http://127.0.0.1:4566".to_owned()),
+                ("SPLITTER_LOCAL_STATE_DIR".to_owned(), "/a dir/it's".to_owned()),
+            ]
+        );
     }
 
     #[test]

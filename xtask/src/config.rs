@@ -104,7 +104,6 @@ impl Target {
 }
 
 /// The local image name `cargo xtask image` tags (`{project}-splitter:{sha}`).
-#[allow(dead_code)] // used by image (its branch lands separately)
 pub fn local_image_name(project: &str) -> String {
     format!("{project}-splitter")
 }

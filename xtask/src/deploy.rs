@@ -92,11 +92,10 @@ async fn plan(aws: &Aws, registry: &Registry, target: &Target, tag: &str) -> Res
     };
     let image = registry.image_uri(&repo, tag);
     let revision = current.revision().unwrap_or(0);
-    let next = Properties::from_described(&current)
+    let mut next = Properties::from_described(&current)
         .with_image(&target.job_definition(), &image)?
         .with_tag(TAG_PREVIOUS_REVISION, revision.to_string())
         .with_tag(TAG_IMAGE_TAG, tag);
-    let mut next = next;
     if let Some(tags) = next.tags.as_mut() {
         tags.remove(jobdef::TAG_SOURCE_REVISION);
     }

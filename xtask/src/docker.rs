@@ -212,7 +212,6 @@ impl Docker {
     }
 
     /// `docker save` of one image to a tar file (e.g. for `trivy image --input`).
-    #[allow(dead_code)] // shared with scan
     pub fn save(&self, sh: &Shell, reference: &str, tar: &Path) -> Result<()> {
         self.cmd(sh)
             .args(["save", "--output"])
@@ -224,7 +223,6 @@ impl Docker {
     }
 
     /// `docker login` with the password on stdin, never on the command line or in a log.
-    #[allow(dead_code)] // shared with push
     pub fn login(&self, sh: &Shell, registry: &str, user: &str, password: &str) -> Result<()> {
         self.cmd(sh)
             .args(["login", "--username", user, "--password-stdin", registry])
@@ -236,7 +234,6 @@ impl Docker {
     }
 
     /// `docker push` of one reference (progress on the terminal).
-    #[allow(dead_code)] // shared with push
     pub fn push(&self, sh: &Shell, reference: &str) -> Result<()> {
         self.cmd(sh)
             .args(["push", reference])
@@ -245,25 +242,12 @@ impl Docker {
     }
 
     /// `docker tag SOURCE TARGET`.
-    #[allow(dead_code)] // shared with push
     pub fn tag(&self, sh: &Shell, source: &str, target: &str) -> Result<()> {
         self.cmd(sh)
             .args(["tag", source, target])
             .quiet()
             .run()
             .with_context(|| format!("cannot tag {source} as {target}"))
-    }
-
-    /// `docker image rm` (missing images are fine).
-    #[allow(dead_code)] // shared with itest and tests
-    pub fn remove_image(&self, sh: &Shell, reference: &str) -> Result<()> {
-        self.cmd(sh)
-            .args(["image", "rm", "--force", reference])
-            .quiet()
-            .ignore_stderr()
-            .ignore_status()
-            .run()
-            .with_context(|| format!("cannot remove {reference}"))
     }
 }
 
@@ -331,7 +315,15 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// Quotes a command for a POSIX shell, for `--dry-run` output.
+/// The first 12 hex digits of an image id or digest (`sha256:` dropped), as `docker images`
+/// shows it.
+pub fn short_id(id: &str) -> &str {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    &hex[..hex.len().min(12)]
+}
+
+/// Quotes a word for a POSIX shell when it needs it (`--dry-run` output, the local stack's env
+/// file).
 pub fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,%^".contains(c));

@@ -150,38 +150,45 @@ pub async fn describe_repository(
     name: &str,
     env: &str,
 ) -> Result<Repository> {
+    let found = find_repository(ecr, name).await.with_context(|| {
+        format!(
+            "cannot read ECR repository {name}: check the AWS credentials (AWS_ROLE_ARN and its trust policy in CI) \
+             and ecr:DescribeRepositories permission"
+        )
+    })?;
+    found.with_context(|| {
+        format!(
+            "ECR repository {name} does not exist: it is created by Terraform (or `cargo xtask local up --env {env}` \
+             on the local stack); check PROJECT_NAME/--project and --env"
+        )
+    })
+}
+
+/// The repository, `None` when it does not exist (the error is the SDK's: callers say what
+/// they were doing).
+pub async fn find_repository(ecr: &aws_sdk_ecr::Client, name: &str) -> Result<Option<Repository>> {
     let out = match ecr.describe_repositories().repository_names(name).send().await {
         Ok(out) => out,
         Err(err)
             if err.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) =>
         {
-            bail!(
-                "ECR repository {name} does not exist: it is created by Terraform (or `cargo xtask local up --env {env}` \
-                 on the local stack); check PROJECT_NAME/--project and --env"
-            )
+            return Ok(None);
         }
-        Err(err) => {
-            return Err(sdk_error(err)).with_context(|| {
-                format!(
-                    "cannot read ECR repository {name}: check the AWS credentials (AWS_ROLE_ARN and its trust policy in CI) \
-                     and ecr:DescribeRepositories permission"
-                )
-            });
-        }
+        Err(err) => return Err(sdk_error(err)),
     };
     let repo = out
         .repositories()
         .iter()
         .find(|r| r.repository_name() == Some(name))
         .with_context(|| format!("ECR did not return repository {name}"))?;
-    Ok(Repository {
+    Ok(Some(Repository {
         name: name.to_owned(),
         uri: repo.repository_uri().unwrap_or_default().to_owned(),
         mutability: repo
             .image_tag_mutability()
             .map(|m| m.as_str().to_owned())
             .unwrap_or_else(|| "MUTABLE".to_owned()),
-    })
+    }))
 }
 
 /// The manifests ECR holds under `tags` (missing tags are absent from the map). One

@@ -51,12 +51,11 @@ impl Revision {
     pub fn tag(&self) -> String {
         if self.dirty { format!("{}-dirty", self.sha) } else { self.sha.clone() }
     }
+}
 
-    /// The first 7 characters of the SHA.
-    #[allow(dead_code)] // used by push (short-SHA tag)
-    pub fn short_sha(&self) -> &str {
-        &self.sha[..self.sha.len().min(7)]
-    }
+/// The first 7 characters of a SHA (the deployment guide's short-SHA tag).
+pub fn short_sha(sha: &str) -> &str {
+    &sha[..sha.len().min(7)]
 }
 
 #[cfg(test)]
@@ -93,7 +92,7 @@ mod tests {
         assert_eq!(clean.sha.len(), 40);
         assert!(!clean.dirty);
         assert_eq!(clean.tag(), clean.sha);
-        assert_eq!(clean.short_sha(), &clean.sha[..7]);
+        assert_eq!(short_sha(&clean.sha), &clean.sha[..7]);
         assert!(
             clean.commit_time.len() == 20 && clean.commit_time.ends_with('Z'),
             "RFC 3339 UTC: {}",

@@ -8,12 +8,14 @@
 //! the VPC's subnets and security groups (an EC2 API xtask has no other use for); moto's Batch
 //! runs every job of the queue as a Docker container on this host either way.
 
+use std::collections::HashMap;
+
 use anyhow::{Context, Result};
 use aws_sdk_batch::types::{
-    CeState, CeType, ComputeEnvironmentOrder, ContainerProperties, EvaluateOnExit, JobDefinition,
-    JobDefinitionType, JobTimeout, JqState, KeyValuePair, LinuxParameters, LogConfiguration,
-    LogDriver, PlatformCapability, ResourceRequirement, ResourceType, RetryAction, RetryStrategy,
-    Tmpfs,
+    CeState, CeType, ComputeEnvironmentDetail, ComputeEnvironmentOrder, ContainerProperties,
+    EvaluateOnExit, JobDefinition, JobDefinitionType, JobQueueDetail, JobTimeout, JqState,
+    KeyValuePair, LinuxParameters, LogConfiguration, LogDriver, PlatformCapability,
+    ResourceRequirement, ResourceType, RetryAction, RetryStrategy, Tmpfs,
 };
 
 use crate::aws::{Aws, sdk_error};
@@ -301,59 +303,41 @@ async fn apply_async(
     // Batch: compute environment, job queue, job definition.
     let batch = aws.batch();
     let ce_name = target.compute_environment();
-    let existing = batch
-        .describe_compute_environments()
-        .compute_environments(&ce_name)
-        .send()
-        .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot describe compute environment {ce_name}"))?;
-    if existing.compute_environments().is_empty() {
-        let mut req = batch
+    if read_compute_environment(&batch, &ce_name).await?.is_some() {
+        out.push(Resource::new("batch compute env", &ce_name, State::Exists, ""));
+    } else {
+        batch
             .create_compute_environment()
             .compute_environment_name(&ce_name)
             .r#type(CeType::Unmanaged)
             .state(CeState::Enabled)
-            .service_role(&service_role.0);
-        for (k, v) in &tags {
-            req = req.tags(*k, v);
-        }
-        req.send()
+            .service_role(&service_role.0)
+            .set_tags(Some(tag_map(&tags)))
+            .send()
             .await
             .map_err(sdk_error)
             .with_context(|| format!("cannot create compute environment {ce_name}"))?;
         out.push(Resource::new("batch compute env", &ce_name, State::Created, "UNMANAGED"));
-    } else {
-        out.push(Resource::new("batch compute env", &ce_name, State::Exists, ""));
     }
 
     let queue = target.job_queue();
-    let existing = batch
-        .describe_job_queues()
-        .job_queues(&queue)
-        .send()
-        .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot describe job queue {queue}"))?;
-    if existing.job_queues().is_empty() {
-        let mut req = batch
+    if read_job_queue(&batch, &queue).await?.is_some() {
+        out.push(Resource::new("batch job queue", &queue, State::Exists, ""));
+    } else {
+        batch
             .create_job_queue()
             .job_queue_name(&queue)
             .priority(1)
             .state(JqState::Enabled)
             .compute_environment_order(
                 ComputeEnvironmentOrder::builder().order(1).compute_environment(&ce_name).build(),
-            );
-        for (k, v) in &tags {
-            req = req.tags(*k, v);
-        }
-        req.send()
+            )
+            .set_tags(Some(tag_map(&tags)))
+            .send()
             .await
             .map_err(sdk_error)
             .with_context(|| format!("cannot create job queue {queue}"))?;
         out.push(Resource::new("batch job queue", &queue, State::Created, ""));
-    } else {
-        out.push(Resource::new("batch job queue", &queue, State::Exists, ""));
     }
 
     let def_name = target.job_definition();
@@ -380,10 +364,8 @@ async fn apply_async(
             for (k, v) in JOB_PARAMETER_DEFAULTS {
                 req = req.parameters(k, v);
             }
-            for (k, v) in &tags {
-                req = req.tags(*k, v);
-            }
             let reg = req
+                .set_tags(Some(tag_map(&tags)))
                 .send()
                 .await
                 .map_err(sdk_error)
@@ -411,15 +393,8 @@ async fn ensure_role(
     service: &str,
     tags: &[(&'static str, String)],
 ) -> Result<(String, State)> {
-    match iam.get_role().role_name(name).send().await {
-        Ok(out) => {
-            let arn = out.role().map(|r| r.arn().to_owned()).unwrap_or_default();
-            return Ok((arn, State::Exists));
-        }
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {}
-        Err(err) => {
-            return Err(sdk_error(err)).with_context(|| format!("cannot read IAM role {name}"));
-        }
+    if let Some(arn) = read_role(iam, name).await? {
+        return Ok((arn, State::Exists));
     }
     let mut req =
         iam.create_role().role_name(name).assume_role_policy_document(trust_policy(service));
@@ -442,12 +417,11 @@ async fn ensure_bucket(
 ) -> Result<Resource> {
     let s3 = aws.s3();
     let bucket = target.bucket();
-    match s3.head_bucket().bucket(&bucket).send().await {
-        Ok(_) => return Ok(Resource::new("s3 bucket", &bucket, State::Exists, "")),
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => {}
-        Err(err) => {
-            return Err(sdk_error(err)).with_context(|| format!("cannot read S3 bucket {bucket}"));
-        }
+    if bucket_exists(&s3, &bucket)
+        .await
+        .with_context(|| format!("cannot read S3 bucket {bucket}"))?
+    {
+        return Ok(Resource::new("s3 bucket", &bucket, State::Exists, ""));
     }
     let mut req = s3.create_bucket().bucket(&bucket);
     if target.region != "us-east-1" {
@@ -499,15 +473,9 @@ async fn ensure_repository(
 ) -> Result<(String, Resource)> {
     let ecr = aws.ecr();
     let name = target.ecr_repository();
-    let (uri, mut state) = match ecr.describe_repositories().repository_names(&name).send().await {
-        Ok(out) => {
-            let uri =
-                out.repositories().first().and_then(|r| r.repository_uri()).unwrap_or_default();
-            (uri.to_owned(), State::Exists)
-        }
-        Err(err)
-            if err.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) =>
-        {
+    let (uri, mut state) = match read_repository_uri(&ecr, &name).await? {
+        Some(uri) => (uri, State::Exists),
+        None => {
             let mut req = ecr
                 .create_repository()
                 .repository_name(&name)
@@ -527,10 +495,6 @@ async fn ensure_repository(
                 .with_context(|| format!("cannot create ECR repository {name}"))?;
             let uri = out.repository().and_then(|r| r.repository_uri()).unwrap_or_default();
             (uri.to_owned(), State::Created)
-        }
-        Err(err) => {
-            return Err(sdk_error(err))
-                .with_context(|| format!("cannot read ECR repository {name}"));
         }
     };
     let has_policy = match ecr.get_lifecycle_policy().repository_name(&name).send().await {
@@ -568,10 +532,7 @@ async fn ensure_log_group(aws: &Aws, tags: &[(&'static str, String)]) -> Result<
     if log_group_exists(&logs).await? {
         return Ok(Resource::new("log group", BATCH_LOG_GROUP, State::Exists, ""));
     }
-    let mut req = logs.create_log_group().log_group_name(BATCH_LOG_GROUP);
-    for (k, v) in tags {
-        req = req.tags(*k, v);
-    }
+    let req = logs.create_log_group().log_group_name(BATCH_LOG_GROUP).set_tags(Some(tag_map(tags)));
     match req.send().await {
         Ok(_) => {}
         // Created meanwhile (moto's Batch creates it when a job logs).
@@ -619,34 +580,22 @@ async fn read_async(aws: &Aws, target: &Target) -> Result<Vec<Resource>> {
     let mut out = Vec::new();
     let iam = aws.iam();
     for name in [target.job_role(), target.batch_service_role()] {
-        let state = match iam.get_role().role_name(&name).send().await {
-            Ok(_) => State::Exists,
-            Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {
-                State::Missing
-            }
-            Err(err) => {
-                return Err(sdk_error(err)).with_context(|| format!("cannot read IAM role {name}"));
-            }
-        };
+        let state = present(read_role(&iam, &name).await?.is_some());
         out.push(Resource::new("iam role", name, state, ""));
     }
 
     let bucket = target.bucket();
-    let state = match aws.s3().head_bucket().bucket(&bucket).send().await {
-        Ok(_) => State::Exists,
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => State::Missing,
-        Err(err) => {
-            return Err(sdk_error(err)).with_context(|| format!("cannot read S3 bucket {bucket}"));
-        }
-    };
+    let state = present(
+        bucket_exists(&aws.s3(), &bucket)
+            .await
+            .with_context(|| format!("cannot read S3 bucket {bucket}"))?,
+    );
     out.push(Resource::new("s3 bucket", bucket, state, ""));
 
     let ecr = aws.ecr();
     let repo = target.ecr_repository();
-    let res = match ecr.describe_repositories().repository_names(&repo).send().await {
-        Ok(found) => {
-            let uri =
-                found.repositories().first().and_then(|r| r.repository_uri()).unwrap_or_default();
+    let res = match read_repository_uri(&ecr, &repo).await? {
+        Some(uri) => {
             let images = ecr
                 .list_images()
                 .repository_name(&repo)
@@ -657,15 +606,7 @@ async fn read_async(aws: &Aws, target: &Target) -> Result<Vec<Resource>> {
             let n = images.image_ids().len();
             Resource::new("ecr repository", &repo, State::Exists, format!("{uri} ({n} image ids)"))
         }
-        Err(err)
-            if err.as_service_error().is_some_and(|e| e.is_repository_not_found_exception()) =>
-        {
-            Resource::new("ecr repository", &repo, State::Missing, "")
-        }
-        Err(err) => {
-            return Err(sdk_error(err))
-                .with_context(|| format!("cannot read ECR repository {repo}"));
-        }
+        None => Resource::new("ecr repository", &repo, State::Missing, ""),
     };
     out.push(res);
 
@@ -678,38 +619,19 @@ async fn read_async(aws: &Aws, target: &Target) -> Result<Vec<Resource>> {
 
     let batch = aws.batch();
     let ce = target.compute_environment();
-    let found = batch
-        .describe_compute_environments()
-        .compute_environments(&ce)
-        .send()
-        .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot describe compute environment {ce}"))?;
-    let detail = found
-        .compute_environments()
-        .first()
-        .map(|c| {
+    let res = match read_compute_environment(&batch, &ce).await? {
+        Some(c) => {
             let t = c.r#type().map(|t| t.as_str()).unwrap_or("?");
             let s = c.state().map(|s| s.as_str()).unwrap_or("?");
-            format!("{t}, {s}")
-        })
-        .unwrap_or_default();
-    out.push(Resource::new(
-        "batch compute env",
-        ce,
-        present(!found.compute_environments().is_empty()),
-        detail,
-    ));
+            Resource::new("batch compute env", ce, State::Exists, format!("{t}, {s}"))
+        }
+        None => Resource::new("batch compute env", ce, State::Missing, ""),
+    };
+    out.push(res);
 
     let queue = target.job_queue();
-    let found = batch
-        .describe_job_queues()
-        .job_queues(&queue)
-        .send()
-        .await
-        .map_err(sdk_error)
-        .with_context(|| format!("cannot describe job queue {queue}"))?;
-    out.push(Resource::new("batch job queue", queue, present(!found.job_queues().is_empty()), ""));
+    let state = present(read_job_queue(&batch, &queue).await?.is_some());
+    out.push(Resource::new("batch job queue", queue, state, ""));
 
     let def_name = target.job_definition();
     let res = match latest_active_job_definition(&batch, &def_name).await? {
@@ -723,6 +645,77 @@ async fn read_async(aws: &Aws, target: &Target) -> Result<Vec<Resource>> {
     };
     out.push(res);
     Ok(out)
+}
+
+// Lookups `apply` and `read` share: `None` (or `false`) when the resource does not exist. The
+// `read_*` ones say what failed; `bucket_exists` and `find_job_queue`, which itest uses too, leave
+// that to the caller (itest's messages say what to check).
+
+/// The role's ARN.
+async fn read_role(iam: &aws_sdk_iam::Client, name: &str) -> Result<Option<String>> {
+    match iam.get_role().role_name(name).send().await {
+        Ok(out) => Ok(Some(out.role().map(|r| r.arn().to_owned()).unwrap_or_default())),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_no_such_entity_exception()) => {
+            Ok(None)
+        }
+        Err(err) => Err(sdk_error(err)).with_context(|| format!("cannot read IAM role {name}")),
+    }
+}
+
+/// Whether the bucket exists (`HeadBucket`).
+pub async fn bucket_exists(s3: &aws_sdk_s3::Client, bucket: &str) -> Result<bool> {
+    match s3.head_bucket().bucket(bucket).send().await {
+        Ok(_) => Ok(true),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => Ok(false),
+        Err(err) => Err(sdk_error(err)),
+    }
+}
+
+/// The repository's URI.
+async fn read_repository_uri(ecr: &aws_sdk_ecr::Client, name: &str) -> Result<Option<String>> {
+    let repo = crate::ecr::find_repository(ecr, name)
+        .await
+        .with_context(|| format!("cannot read ECR repository {name}"))?;
+    Ok(repo.map(|r| r.uri))
+}
+
+async fn read_compute_environment(
+    batch: &aws_sdk_batch::Client,
+    name: &str,
+) -> Result<Option<ComputeEnvironmentDetail>> {
+    let out = batch
+        .describe_compute_environments()
+        .compute_environments(name)
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("cannot describe compute environment {name}"))?;
+    Ok(out
+        .compute_environments()
+        .iter()
+        .find(|c| c.compute_environment_name() == Some(name))
+        .cloned())
+}
+
+async fn read_job_queue(
+    batch: &aws_sdk_batch::Client,
+    name: &str,
+) -> Result<Option<JobQueueDetail>> {
+    find_job_queue(batch, name).await.with_context(|| format!("cannot describe job queue {name}"))
+}
+
+/// The job queue (`DescribeJobQueues`).
+pub async fn find_job_queue(
+    batch: &aws_sdk_batch::Client,
+    name: &str,
+) -> Result<Option<JobQueueDetail>> {
+    let out = batch.describe_job_queues().job_queues(name).send().await.map_err(sdk_error)?;
+    Ok(out.job_queues().iter().find(|q| q.job_queue_name() == Some(name)).cloned())
+}
+
+/// Tags as the Batch and CloudWatch Logs requests take them.
+fn tag_map(tags: &[(&'static str, String)]) -> HashMap<String, String> {
+    tags.iter().map(|(k, v)| ((*k).to_owned(), v.clone())).collect()
 }
 
 #[cfg(test)]

@@ -37,7 +37,7 @@ use xshell::Shell;
 
 use crate::aws::{Aws, sdk_error};
 use crate::config::{BATCH_LOG_GROUP, PLACEHOLDER_TAG, Target};
-use crate::jobdef;
+use crate::{infra, jobdef, shown};
 use source::Source;
 use verify::{Manifest, Stored};
 
@@ -108,7 +108,7 @@ struct Run {
 
 impl Run {
     fn new(target: &Target, source: &Source) -> Run {
-        let id = format!("{}-{}", utc_stamp(SystemTime::now()), random_hex(6));
+        let id = format!("{}-{}", crate::time::compact(SystemTime::now()), random_hex(6));
         let prefix = format!("itest/{id}");
         let mut job_name = format!("{}-itest-{}-{id}", target.project, target.env);
         job_name.retain(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
@@ -487,20 +487,13 @@ impl Itest {
 async fn preflight(aws: &Aws, target: &Target, segment_override: Option<&str>) -> Result<Plan> {
     let batch = aws.batch();
     let queue = target.job_queue();
-    let found = batch
-        .describe_job_queues()
-        .job_queues(&queue)
-        .send()
-        .await
-        .map_err(sdk_error)
-        .with_context(|| {
-            format!(
-                "cannot describe job queue {queue}: check the AWS credentials (locally: \
-                 `. target/xtask/local/env`) and the batch:DescribeJobQueues permission"
-            )
-        })?;
-    let Some(q) = found.job_queues().iter().find(|q| q.job_queue_name() == Some(queue.as_str()))
-    else {
+    let found = infra::find_job_queue(&batch, &queue).await.with_context(|| {
+        format!(
+            "cannot describe job queue {queue}: check the AWS credentials (locally: \
+             `. target/xtask/local/env`) and the batch:DescribeJobQueues permission"
+        )
+    })?;
+    let Some(q) = found else {
         bail!(
             "job queue {queue} does not exist in {}: it is created by Terraform (locally: \
              `cargo xtask local up --env {}`); check --project ({}) and --env",
@@ -552,18 +545,15 @@ async fn preflight(aws: &Aws, target: &Target, segment_override: Option<&str>) -
     };
 
     let bucket = target.bucket();
-    match aws.s3().head_bucket().bucket(&bucket).send().await {
-        Ok(_) => {}
-        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found()) => bail!(
+    let exists = infra::bucket_exists(&aws.s3(), &bucket).await.with_context(|| {
+        format!("cannot read S3 bucket {bucket}: check the role's s3:ListBucket permission")
+    })?;
+    if !exists {
+        bail!(
             "S3 bucket {bucket} does not exist: it is created by Terraform (locally: `cargo xtask local up --env {}`); \
              check --project and --env",
             target.env
-        ),
-        Err(err) => {
-            return Err(sdk_error(err)).with_context(|| {
-                format!("cannot read S3 bucket {bucket}: check the role's s3:ListBucket permission")
-            });
-        }
+        );
     }
     Ok(Plan {
         queue,
@@ -913,12 +903,6 @@ fn clear_live_line() {
     }
 }
 
-/// A path relative to the workspace when inside it.
-fn shown(path: &std::path::Path) -> String {
-    let root = crate::project_root();
-    path.strip_prefix(&root).unwrap_or(path).display().to_string()
-}
-
 /// `90s`, `10m`, `1h30m`, `2h`, or plain seconds (`90`).
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
@@ -977,23 +961,6 @@ fn parse_segment_seconds(text: &str) -> Result<String, String> {
     }
 }
 
-/// `20261127T210400Z`.
-fn utc_stamp(time: SystemTime) -> String {
-    let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z", rem / 3_600, rem % 3_600 / 60, rem % 60)
-}
-
 /// `n` random hex digits (std's randomly seeded hasher, no extra dependency).
 fn random_hex(n: usize) -> String {
     use std::hash::{BuildHasher, Hasher};
@@ -1036,8 +1003,6 @@ mod tests {
 
     #[test]
     fn run_names_are_unique_and_valid() {
-        assert_eq!(utc_stamp(UNIX_EPOCH), "19700101T000000Z");
-        assert_eq!(utc_stamp(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229T000000Z");
         let target = Target {
             project: "upscaler".into(),
             env: crate::config::Env::Dev,

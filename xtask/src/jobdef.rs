@@ -334,19 +334,12 @@ pub struct Change {
 
 /// The outcome of [`Change::apply`].
 #[derive(Debug)]
-#[allow(dead_code)] // the revision is for `pipeline`'s summary (issue 6)
 pub enum Applied {
     /// Nothing registered: the latest revision already has these properties.
-    Unchanged {
-        arn: String,
-        revision: i32,
-    },
+    Unchanged,
     /// `--dry-run`: the diff was shown, nothing registered.
     DryRun,
-    Registered {
-        arn: String,
-        revision: i32,
-    },
+    Registered,
 }
 
 impl Change {
@@ -372,7 +365,7 @@ impl Change {
                 ("job-definition-revision", &current_rev.to_string()),
                 ("image-uri", &new_image),
             ])?;
-            return Ok(Applied::Unchanged { arn: current_arn, revision: current_rev });
+            return Ok(Applied::Unchanged);
         }
         println!("  revision  {current_rev} → {} (new, {})", current_rev + 1, self.what);
         if old_image == new_image {
@@ -431,7 +424,7 @@ impl Change {
             ("job-definition-revision", &revision.to_string()),
             ("image-uri", &new_image),
         ])?;
-        Ok(Applied::Registered { arn, revision })
+        Ok(Applied::Registered)
     }
 }
 

@@ -22,6 +22,7 @@ use xshell::{Shell, cmd};
 
 use crate::aws::Aws;
 use crate::config::{self, LocalStack, Target};
+use crate::docker::shell_quote;
 use crate::{infra, proc, tools};
 
 #[derive(Debug, Args)]
@@ -196,16 +197,6 @@ fn absolute(path: &Path) -> PathBuf {
         path.to_owned()
     } else {
         std::env::current_dir().map(|d| d.join(path)).unwrap_or_else(|_| path.to_owned())
-    }
-}
-
-/// Quotes a value for a POSIX shell when it needs it.
-fn shell_quote(value: &str) -> String {
-    let plain = |c: char| c.is_ascii_alphanumeric() || "-_./:=@,+".contains(c);
-    if !value.is_empty() && value.chars().all(plain) {
-        value.to_owned()
-    } else {
-        format!("'{}'", value.replace('\'', r"'\''"))
     }
 }
 

@@ -7,8 +7,6 @@
 //! local and real AWS.
 
 mod aws;
-// Written by `image`, read by `scan` and `push` (their branches land separately).
-#[allow(dead_code)]
 mod build_record;
 mod config;
 mod deploy;
@@ -28,6 +26,7 @@ mod push;
 mod rollback;
 mod scan;
 mod test;
+mod time;
 mod tools;
 mod workflow_lint;
 
@@ -126,6 +125,11 @@ pub fn project_root() -> PathBuf {
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()
+}
+
+/// A path relative to the workspace when inside it (shorter messages).
+pub fn shown(path: &Path) -> String {
+    path.strip_prefix(project_root()).unwrap_or(path).display().to_string()
 }
 
 /// Where xtask keeps its state and reports: `target/xtask/` (or under `CARGO_TARGET_DIR`).

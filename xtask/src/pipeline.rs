@@ -24,7 +24,7 @@ use xshell::Shell;
 use crate::aws::Aws;
 use crate::build_record::BuildRecord;
 use crate::config::{Env, LocalStack, Target};
-use crate::docker::shell_quote;
+use crate::docker::{shell_quote, short_id};
 use crate::itest::{self, Itest};
 use crate::scan::trivy_db::Severity;
 use crate::{deploy, ecr, image, infra, local, push, scan, tools};
@@ -207,7 +207,7 @@ impl Pipeline {
                 let text = std::fs::read_to_string(&env_file).with_context(|| {
                     format!("`local up` wrote no env file at {}", env_file.display())
                 })?;
-                let vars = parse_env_file(&text);
+                let vars = crate::aws::parse_env_file(&text);
                 let var = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
                 let endpoint =
                     var("AWS_ENDPOINT_URL").context("the env file has no AWS_ENDPOINT_URL")?;
@@ -350,15 +350,6 @@ impl Pipeline {
 
         // itest
         n += 1;
-        let test = Itest {
-            target: t.clone(),
-            video: self.video.clone(),
-            timeout: self.timeout,
-            segment_seconds: None,
-            keep: self.keep,
-            log_lines: 40,
-            dry_run: self.dry_run,
-        };
         let mut argv = args(&["itest"]);
         argv.extend(common.clone());
         if let Some(v) = &self.video {
@@ -373,7 +364,7 @@ impl Pipeline {
                 println!("[dry-run] would run: {}", command_line(&argv));
                 return Ok("dry run".to_owned());
             }
-            let outcome = test.execute(sh)?.context("itest ran as a dry run")?;
+            let outcome = parse::<Itest>(&argv)?.execute(sh)?.context("itest ran as a dry run")?;
             let text = format!(
                 "passed: {} segments + {} audio, {} checks (job {}, {:.1} s)",
                 outcome.segments,
@@ -472,22 +463,6 @@ fn parse<T: Args>(argv: &[String]) -> Result<T> {
         .map_err(|e| anyhow!("pipeline built an invalid command `{}`: {e}", command_line(argv)))
 }
 
-/// `export NAME=value` lines as `local up` writes them (plain or single-quoted values).
-fn parse_env_file(text: &str) -> Vec<(String, String)> {
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let v = v
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .map(|v| v.replace(r"'\''", "'"))
-                .unwrap_or_else(|| v.to_owned());
-            (k.to_owned(), v)
-        })
-        .collect()
-}
-
 /// Findings by severity from the scan's JSON report.
 fn scan_result() -> String {
     let path = crate::xtask_dir().join("scan").join(scan::JSON_REPORT);
@@ -516,8 +491,7 @@ async fn latest_revision(aws: &Aws, target: &Target) -> Result<Option<i32>> {
 }
 
 fn short(digest: &str) -> String {
-    let hex = digest.strip_prefix("sha256:").unwrap_or(digest);
-    format!("sha256:{}", &hex[..hex.len().min(12)])
+    format!("sha256:{}", short_id(digest))
 }
 
 fn short_tag(tag: &str) -> String {
@@ -567,19 +541,8 @@ fn print_summary(p: &Pipeline, rows: &[Row], facts: &Facts, total: Duration) {
     let _ = writeln!(out, "  revision      {}", facts.revision.clone().unwrap_or_else(dash));
     let _ = writeln!(out, "  itest result  {}", facts.itest.clone().unwrap_or_else(dash));
     print!("{out}");
-    if let Some(path) = std::env::var_os("GITHUB_STEP_SUMMARY").filter(|p| !p.is_empty()) {
-        let markdown = summary_markdown(rows, facts, total);
-        let written = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .and_then(|mut f| std::io::Write::write_all(&mut f, markdown.as_bytes()));
-        if let Err(e) = written {
-            eprintln!(
-                "warning: cannot append to GITHUB_STEP_SUMMARY ({}): {e}",
-                PathBuf::from(path).display()
-            );
-        }
+    if let Err(e) = crate::gha::append_step_summary(&summary_markdown(rows, facts, total)) {
+        eprintln!("warning: {e:#}");
     }
 }
 
@@ -650,18 +613,6 @@ mod tests {
         assert_eq!(
             command_line(&args(&["itest", "--video", "my clip.mp4"])),
             "cargo xtask itest --video 'my clip.mp4'"
-        );
-    }
-
-    #[test]
-    fn the_env_file_is_read_back() {
-        let text = "# comment\nexport AWS_ENDPOINT_URL=http://127.0.0.1:4566\nexport SPLITTER_LOCAL_STATE_DIR='/a dir/it'\\''s'\nnot an export\n";
-        assert_eq!(
-            parse_env_file(text),
-            vec![
-                ("AWS_ENDPOINT_URL".to_owned(), "http://127.0.0.1:4566".to_owned()),
-                ("SPLITTER_LOCAL_STATE_DIR".to_owned(), "/a dir/it's".to_owned()),
-            ]
         );
     }
 

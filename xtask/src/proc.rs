@@ -177,6 +177,11 @@ mod tests {
         let pid_file = dir.join("sleep.pid");
         write_pid(&pid_file, pid).expect("pid file");
         assert_eq!(read_pid(&pid_file), Some(pid));
+        // The marker is in the `sh -c` line too: wait for the exec, which follows the echo, so
+        // the process stopped is `sleep` and the log is complete.
+        let exec_done =
+            || cmdline(pid).is_some_and(|args| args.first().is_some_and(|a| a == "sleep"));
+        assert!(wait_until(Duration::from_secs(5), exec_done));
         assert!(wait_until(Duration::from_secs(5), || alive(pid, "sleep")));
         stop(pid, "sleep", Duration::from_secs(5)).expect("stop");
         assert!(!alive(pid, "sleep"));

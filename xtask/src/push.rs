@@ -19,7 +19,7 @@ use xshell::Shell;
 use crate::aws::{Aws, sdk_error};
 use crate::build_record::BuildRecord;
 use crate::config::{Env, Target};
-use crate::docker::Docker;
+use crate::docker::{Docker, short_id};
 use crate::ecr::{self, Manifest, Registry, Repository, TagOutcome};
 
 #[derive(Debug, Args)]
@@ -47,7 +47,7 @@ pub fn push_tags(record: &BuildRecord, env: Env) -> Vec<String> {
     let suffix = if record.dirty { "-dirty" } else { "" };
     let full =
         record.tags.first().cloned().unwrap_or_else(|| format!("{}{suffix}", record.git_sha));
-    let short = format!("{}{suffix}", &record.git_sha[..record.git_sha.len().min(7)]);
+    let short = format!("{}{suffix}", crate::git::short_sha(&record.git_sha));
     let mut tags = vec![full, short];
     if env == Env::Dev {
         tags.push("latest".to_owned());
@@ -270,11 +270,6 @@ async fn start_scan(ecr: &aws_sdk_ecr::Client, repo: &Repository, digest: &str) 
             }
         }
     }
-}
-
-fn short_id(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
 }
 
 #[cfg(test)]

@@ -15,7 +15,6 @@ pub mod report;
 pub mod trivy_db;
 
 use std::ffi::OsString;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -24,6 +23,7 @@ use clap::{Args, Subcommand};
 use xshell::{Cmd, Shell, cmd};
 
 use crate::build_record::BuildRecord;
+use crate::shown;
 use report::{Gate, Report};
 
 /// Report file names under `target/xtask/scan/`.
@@ -190,10 +190,8 @@ impl Scan {
             let _ = std::fs::remove_file(&partial);
             let stderr = String::from_utf8_lossy(&out.stderr);
             let why = explain_failure(&stderr, &self, &cache_dir, &image, &log_path);
-            if let Some(step_summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-                let markdown = format!("### ⚠️ Trivy could not scan `{image}`\n\n{why}\n");
-                append(Path::new(&step_summary), &markdown)?;
-            }
+            let markdown = format!("### ⚠️ Trivy could not scan `{image}`\n\n{why}\n");
+            crate::gha::append_step_summary(&markdown)?;
             bail!("{why}");
         }
         let text = std::fs::read_to_string(&partial)
@@ -230,9 +228,7 @@ impl Scan {
         let markdown = report::summary_markdown(&report, &gate, &ignore_shown);
         std::fs::write(out_dir.join(SUMMARY), &markdown)
             .with_context(|| format!("cannot write {}", out_dir.join(SUMMARY).display()))?;
-        if let Some(step_summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
-            append(Path::new(&step_summary), &markdown)?;
-        }
+        crate::gha::append_step_summary(&markdown)?;
 
         if let Some(verdict) = gate.verdict(&report) {
             bail!(
@@ -417,22 +413,6 @@ fn remove_if_exists(path: &Path) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e).with_context(|| format!("cannot remove stale {}", path.display())),
     }
-}
-
-fn append(path: &Path, text: &str) -> Result<()> {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open GITHUB_STEP_SUMMARY file {}", path.display()))?;
-    file.write_all(text.as_bytes())
-        .with_context(|| format!("cannot write GITHUB_STEP_SUMMARY file {}", path.display()))
-}
-
-/// A path relative to the workspace when inside it (shorter messages).
-fn shown(path: &Path) -> String {
-    let root = crate::project_root();
-    path.strip_prefix(&root).unwrap_or(path).display().to_string()
 }
 
 #[cfg(test)]

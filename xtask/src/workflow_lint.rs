@@ -106,10 +106,9 @@ pub fn run(sh: &Shell, install: bool) -> Result<()> {
         })?;
     for f in &findings {
         let file = f["file"].as_str().unwrap_or("?");
-        let shown = Path::new(file).strip_prefix(&root).unwrap_or(Path::new(file));
         eprintln!(
             "{}:{}:{}: {} [{}]",
-            shown.display(),
+            crate::shown(Path::new(file)),
             f["line"],
             f["column"],
             f["message"].as_str().unwrap_or("?"),

@@ -67,8 +67,7 @@ fn rich_job_definition(world: &World) -> Value {
 #[test]
 fn a_rich_job_definition_survives_the_round_trip_except_its_image() {
     let world = World::new("deprich");
-    let repo = world.repository("dev");
-    world.aws(&["ecr", "create-repository", "--repository-name", &repo]);
+    world.create_repository("dev");
     let input = rich_job_definition(&world);
     world.aws(&["batch", "register-job-definition", "--cli-input-json", &input.to_string()]);
 

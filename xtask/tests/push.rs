@@ -22,12 +22,24 @@ fn registry_digest(world: &World, repo: &str, tag: &str) -> (String, String) {
     (words.next().expect("header").to_owned(), words.next().expect("hash").to_owned())
 }
 
+/// `aws ecr put-image-tag-mutability --image-tag-mutability MUTABILITY…` on `repo`.
+fn set_tag_mutability(world: &World, repo: &str, mutability: &[&str]) {
+    let mut args = vec![
+        "ecr",
+        "put-image-tag-mutability",
+        "--repository-name",
+        repo,
+        "--image-tag-mutability",
+    ];
+    args.extend_from_slice(mutability);
+    world.aws(&args);
+}
+
 #[test]
 fn dev_gets_three_tags_on_one_digest_and_a_second_push_uploads_nothing() {
     let world = World::new("push");
     let _heavy = support::docker_lock();
-    let repo = world.repository("dev");
-    world.aws(&["ecr", "create-repository", "--repository-name", &repo]);
+    let repo = world.create_repository("dev");
     let full = sha('a');
     let image_id = world.build(&full, false);
 
@@ -110,8 +122,7 @@ fn dev_gets_three_tags_on_one_digest_and_a_second_push_uploads_nothing() {
 fn staging_gets_no_latest_and_a_dirty_image_needs_allow_dirty() {
     let world = World::new("pushstg");
     let _heavy = support::docker_lock();
-    let repo = world.repository("staging");
-    world.aws(&["ecr", "create-repository", "--repository-name", &repo]);
+    world.create_repository("staging");
     let full = sha('b');
     world.build(&full, true);
 
@@ -130,18 +141,16 @@ fn staging_gets_no_latest_and_a_dirty_image_needs_allow_dirty() {
 fn immutable_tags_move_latest_only_when_excluded() {
     let world = World::new("pushimm");
     let _heavy = support::docker_lock();
-    let repo = world.repository("dev");
-    world.aws(&["ecr", "create-repository", "--repository-name", &repo]);
-    world.aws(&[
-        "ecr",
-        "put-image-tag-mutability",
-        "--repository-name",
+    let repo = world.create_repository("dev");
+    set_tag_mutability(
+        &world,
         &repo,
-        "--image-tag-mutability",
-        "IMMUTABLE_WITH_EXCLUSION",
-        "--image-tag-mutability-exclusion-filters",
-        "filterType=WILDCARD,filter=latest",
-    ]);
+        &[
+            "IMMUTABLE_WITH_EXCLUSION",
+            "--image-tag-mutability-exclusion-filters",
+            "filterType=WILDCARD,filter=latest",
+        ],
+    );
     let a = world.push(&sha('a'), "dev");
     let b = world.push(&sha('b'), "dev");
     assert_ne!(a, b);
@@ -149,14 +158,7 @@ fn immutable_tags_move_latest_only_when_excluded() {
     assert_eq!(world.digest_of("dev", &sha('a')), Some(a), "A keeps its SHA tag");
 
     // Without the exclusion, `latest` cannot move: refused before anything is uploaded.
-    world.aws(&[
-        "ecr",
-        "put-image-tag-mutability",
-        "--repository-name",
-        &repo,
-        "--image-tag-mutability",
-        "IMMUTABLE",
-    ]);
+    set_tag_mutability(&world, &repo, &["IMMUTABLE"]);
     world.build(&sha('c'), false);
     let pushes_before = world.docker_argv().matches("\npush ").count();
     let refused = world.run(&["push", "--env", "dev"]);
@@ -181,7 +183,7 @@ fn dry_run_pushes_nothing_and_a_missing_repository_is_one_line() {
         "names the repository and who creates it: {line}"
     );
 
-    world.aws(&["ecr", "create-repository", "--repository-name", &world.repository("dev")]);
+    world.create_repository("dev");
     let dry = world.run(&["push", "--env", "dev", "--dry-run"]);
     dry.assert_success();
     let out = dry.stdout();

@@ -22,6 +22,11 @@ use serde_json::Value;
 #[path = "../src/scan/trivy_db.rs"]
 mod trivy_db;
 
+// What `trivy_db` uses of xtask (as `crate::time`).
+#[allow(dead_code)]
+#[path = "../src/time.rs"]
+mod time;
+
 #[allow(dead_code)]
 #[path = "../src/scan/mirror.rs"]
 mod mirror;

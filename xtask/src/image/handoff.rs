@@ -15,7 +15,7 @@ use clap::Args;
 use xshell::Shell;
 
 use crate::build_record::BuildRecord;
-use crate::docker::Docker;
+use crate::docker::{Docker, short_id};
 
 /// File names inside the hand-off directory.
 pub const IMAGE_TAR: &str = "image.tar";
@@ -60,7 +60,7 @@ impl Save {
         write_record(&dir.join(RECORD), &record)?;
         println!(
             "saved {image} ({}) to {}: {:.1} MB in {:.1} s",
-            short(&record.image_id),
+            short_id(&record.image_id),
             dir.display(),
             file_size(&tar) as f64 / 1e6,
             started.elapsed().as_secs_f64()
@@ -130,7 +130,7 @@ impl Load {
         record.save()?;
         println!(
             "loaded {image} ({}) in {:.1} s; build record: {}",
-            short(&record.image_id),
+            short_id(&record.image_id),
             started.elapsed().as_secs_f64(),
             BuildRecord::path().display()
         );
@@ -145,9 +145,4 @@ fn write_record(path: &Path, record: &BuildRecord) -> Result<()> {
 
 fn file_size(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-}
-
-fn short(id: &str) -> &str {
-    let hex = id.strip_prefix("sha256:").unwrap_or(id);
-    &hex[..hex.len().min(12)]
 }

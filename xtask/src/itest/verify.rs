@@ -7,6 +7,13 @@ use serde::Deserialize;
 use super::source::Source;
 
 /// The fields of `manifest.json` itest checks (unknown fields are ignored).
+///
+/// Deliberately not `splitter::manifest::Manifest`: itest checks what a *deployed* image wrote,
+/// which may be an older or newer splitter than this checkout, so it reads only the fields it
+/// checks, leniently, and judges `schema_version` itself (a failed check line, not a serde
+/// error). Sharing the producer's types would also let a contract change (a renamed field) pass
+/// unnoticed on both sides, and make xtask rebuild on every splitter edit. `splitter/README.md`
+/// documents the schema; the itest tests run the real splitter against this view.
 #[derive(Debug, Clone, Deserialize)]
 pub struct Manifest {
     pub schema_version: u32,

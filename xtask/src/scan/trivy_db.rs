@@ -14,15 +14,18 @@
 //! Debian advisories are keyed by the *source* package (`glibc` covers `libc6` and `libc-bin`),
 //! and Trivy compares versions the Debian way (epochs included: `2:6.3.0` > `6.4.0`).
 //!
-//! This file has no dependencies on the rest of xtask (the tests include it with `#[path]`).
+//! This file uses nothing else of xtask but `crate::time` (`xtask/tests/scan.rs` includes both
+//! with `#[path]`).
 
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, anyhow};
 use serde_json::json;
+
+use crate::time::rfc3339;
 
 #[path = "bolt.rs"]
 pub mod bolt;
@@ -231,30 +234,10 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// `YYYY-MM-DDTHH:MM:SSZ` (UTC) without a date library.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 #[cfg(test)]
 mod tests {
+    use std::time::UNIX_EPOCH;
+
     use super::*;
 
     #[test]
@@ -265,14 +248,6 @@ mod tests {
         assert!(err.contains("SEVERE") && err.contains("CRITICAL"), "{err}");
         assert_eq!(Severity::Low.db_value(), 1);
         assert_eq!(Severity::Critical.db_value(), 4);
-    }
-
-    #[test]
-    fn rfc3339_formats_utc() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = UNIX_EPOCH + Duration::from_secs(1_709_251_199); // leap year, end of February
-        assert_eq!(rfc3339(t), "2024-02-29T23:59:59Z");
-        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
     }
 
     #[test]

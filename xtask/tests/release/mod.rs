@@ -98,6 +98,13 @@ impl World {
         format!("{}-splitter-{env}-ecr", self.project)
     }
 
+    /// Creates the environment's ECR repository (as Terraform would) and returns its name.
+    pub fn create_repository(&self, env: &str) -> String {
+        let repo = self.repository(env);
+        self.aws(&["ecr", "create-repository", "--repository-name", &repo]);
+        repo
+    }
+
     pub fn job_definition(&self, env: &str) -> String {
         format!("{}-splitter-job-{env}", self.project)
     }

@@ -136,7 +136,8 @@ pub fn port_free(port: u16) -> bool {
     TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
 }
 
-/// Whether process `pid` runs (a zombie does not).
+/// Whether process `pid` runs (a zombie does not). Not xtask's `proc::alive` on purpose: the
+/// tests check with it what xtask's process handling did.
 pub fn pid_alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Ok(stat) => {
@@ -273,22 +274,11 @@ fn stack_args(dir: &Path, moto: u16, registry: u16) -> Vec<String> {
     ]
 }
 
-/// Parses `export NAME=value` lines (values as xtask writes them: plain or single-quoted).
+/// The `export NAME=value` lines of an env file, read as xtask reads them.
 pub fn read_env_file(path: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read env file {}: {e}", path.display()));
-    text.lines()
-        .filter_map(|l| l.strip_prefix("export "))
-        .filter_map(|l| l.split_once('='))
-        .map(|(k, v)| {
-            let v = v
-                .strip_prefix('\'')
-                .and_then(|v| v.strip_suffix('\''))
-                .map(|v| v.replace(r"'\''", "'"))
-                .unwrap_or_else(|| v.to_owned());
-            (k.to_owned(), v)
-        })
-        .collect()
+    aws::parse_env_file(&text)
 }
 
 /// The stack shared by the tests of one test binary: started on first use, stopped by its

@@ -1,0 +1,74 @@
+//! UTC timestamps without a date library.
+//!
+//! This file uses nothing else of the crate: `xtask/tests/scan.rs` includes it (next to
+//! `scan/trivy_db.rs`, which uses it) with `#[path]`.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// `YYYY-MM-DDTHH:MM:SSZ` (RFC 3339) for a time after 1970 (earlier ones read as 1970).
+pub fn rfc3339(time: SystemTime) -> String {
+    let t = Utc::from(time);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
+    )
+}
+
+/// `YYYYMMDDTHHMMSSZ` (ISO 8601 basic format), for names.
+pub fn compact(time: SystemTime) -> String {
+    let t = Utc::from(time);
+    format!("{:04}{:02}{:02}T{:02}{:02}{:02}Z", t.year, t.month, t.day, t.hour, t.minute, t.second)
+}
+
+/// A civil UTC date and time.
+struct Utc {
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: u64,
+    minute: u64,
+    second: u64,
+}
+
+impl From<SystemTime> for Utc {
+    fn from(time: SystemTime) -> Utc {
+        let secs = time.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        let (days, rem) = (secs / 86_400, secs % 86_400);
+        // Civil date from days since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+        let z = days as i64 + 719_468;
+        let era = z.div_euclid(146_097);
+        let doe = z.rem_euclid(146_097);
+        let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+        let mp = (5 * doy + 2) / 153;
+        let day = doy - (153 * mp + 2) / 5 + 1;
+        let month = if mp < 10 { mp + 3 } else { mp - 9 };
+        let year = yoe + era * 400 + i64::from(month <= 2);
+        Utc { year, month, day, hour: rem / 3_600, minute: rem % 3_600 / 60, second: rem % 60 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(UNIX_EPOCH + Duration::from_secs(951_782_400)), "2000-02-29T00:00:00Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH + Duration::from_secs(1_767_225_599)),
+            "2025-12-31T23:59:59Z"
+        );
+        let t = UNIX_EPOCH + Duration::from_secs(1_709_251_199); // leap year, end of February
+        assert_eq!(rfc3339(t), "2024-02-29T23:59:59Z");
+    }
+
+    #[test]
+    fn compact_stamps_have_no_separators() {
+        assert_eq!(compact(UNIX_EPOCH), "19700101T000000Z");
+        assert_eq!(compact(UNIX_EPOCH + Duration::from_secs(951_782_400)), "20000229T000000Z");
+    }
+}
