@@ -133,27 +133,15 @@ fn every_call_push_deploy_and_rollback_make_is_allowed() {
     recorded(&["rollback", "--env", "dev"]);
     recorded(&["rollback", "--env", "dev", "--to-tag", &b]);
 
-    // itest (issue 6) against the same environment: the job runs the tiny test image, which is
-    // no splitter, so the job fails; its calls (checks, upload, submit, watch, log tail, clean-up)
-    // are recorded all the same. Until itest lands, its CLI has no --timeout and this is skipped.
-    let itest_help = support::run(&mut world.xtask(&["itest", "--help"]));
-    let itest_ran = itest_help.stdout().contains("--timeout");
-    if itest_ran {
-        let run = support::run(
-            world
-                .xtask(&["itest", "--env", "dev", "--timeout", "90s"])
-                .env("XTASK_RECORD_AWS_CALLS", &calls),
-        );
-        assert!(
-            !run.success(),
-            "the tiny image is not a splitter: itest must fail\n{}",
-            run.stdout()
-        );
-    } else {
-        eprintln!(
-            "note: `cargo xtask itest` is not implemented on this branch: its calls are not recorded"
-        );
-    }
+    // itest against the same environment: the job runs the tiny test image, which is no
+    // splitter, so the job fails; its calls (checks, upload, submit, watch, log tail, clean-up)
+    // are recorded all the same.
+    let run = support::run(
+        world
+            .xtask(&["itest", "--env", "dev", "--timeout", "90s"])
+            .env("XTASK_RECORD_AWS_CALLS", &calls),
+    );
+    assert!(!run.success(), "the tiny image is not a splitter: itest must fail\n{}", run.stdout());
 
     let text = std::fs::read_to_string(&calls).expect("calls were recorded");
     let distinct: BTreeSet<&str> = text.lines().collect();
@@ -165,13 +153,11 @@ fn every_call_push_deploy_and_rollback_make_is_allowed() {
         "ECR:BatchGetImage",
         "Batch:DescribeJobDefinitions",
         "Batch:RegisterJobDefinition",
+        "S3:PutObject",
+        "Batch:SubmitJob",
+        "Batch:DescribeJobs",
     ] {
         assert!(distinct.contains(call), "{call} not recorded: {distinct:?}");
-    }
-    if itest_ran {
-        for call in ["S3:PutObject", "Batch:SubmitJob", "Batch:DescribeJobs"] {
-            assert!(distinct.contains(call), "itest's {call} not recorded: {distinct:?}");
-        }
     }
     let table = assert_allowed(&calls, "push/deploy/rollback/itest");
     eprintln!("{table}");

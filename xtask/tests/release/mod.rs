@@ -232,6 +232,18 @@ impl World {
 
 impl Drop for World {
     fn drop(&mut self) {
+        // Batch job containers moto made for this project's jobs: when a job's container fails
+        // to start (the tiny images have no splitter), moto leaves it behind in "Created".
+        let containers = docker_out(&[
+            "ps",
+            "--all",
+            "--quiet",
+            "--filter",
+            &format!("name=^/?{}-", self.project),
+        ]);
+        for id in containers.split_whitespace() {
+            let _ = Command::new(real_docker()).args(["rm", "--force", id]).output();
+        }
         let images = self.images.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let registry = self.stack.registry();
         for image in images {
