@@ -234,28 +234,33 @@ impl Drop for World {
     fn drop(&mut self) {
         // Batch job containers moto made for this project's jobs: when a job's container fails
         // to start (the tiny images have no splitter), moto leaves it behind in "Created".
-        let containers = docker_out(&[
-            "ps",
-            "--all",
-            "--quiet",
-            "--filter",
-            &format!("name=^/?{}-", self.project),
-        ]);
+        let filter = format!("name=^/?{}-", self.project);
+        let containers = best_effort(&["ps", "--all", "--quiet", "--filter", &filter]);
         for id in containers.split_whitespace() {
-            let _ = Command::new(real_docker()).args(["rm", "--force", id]).output();
+            best_effort(&["rm", "--force", id]);
         }
         let images = self.images.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let registry = self.stack.registry();
         for image in images {
-            let _ = Command::new(real_docker()).args(["image", "rm", "--force", &image]).output();
+            best_effort(&["image", "rm", "--force", &image]);
         }
         // The tags push added for the local registry.
-        let listed = docker_out(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+        let listed = best_effort(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
         let prefix = format!("{registry}/{}-splitter-", self.project);
         for image in listed.lines().filter(|i| i.starts_with(&prefix)) {
-            let _ = Command::new(real_docker()).args(["image", "rm", "--force", image]).output();
+            best_effort(&["image", "rm", "--force", image]);
         }
     }
+}
+
+/// A docker command for clean-up in `drop`: its stdout, or nothing when it fails. Never panics
+/// (a panic in `drop` while a failing test unwinds would abort the whole test binary).
+fn best_effort(args: &[&str]) -> String {
+    Command::new(real_docker())
+        .args(args)
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).into_owned())
+        .unwrap_or_default()
 }
 
 /// A job definition revision with what legitimately changes between revisions removed: ARN,
