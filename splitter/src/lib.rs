@@ -17,6 +17,7 @@ pub mod plan;
 pub mod probe;
 pub mod s3;
 pub mod split;
+pub mod timestamps;
 pub mod tools;
 pub mod verify;
 

@@ -2,7 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
-pub const SCHEMA_VERSION: u32 = 1;
+/// 2: segments carry `pts_digest` (the splitter checks its segments' timestamps).
+pub const SCHEMA_VERSION: u32 = 2;
 pub const FILE_NAME: &str = "manifest.json";
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -73,6 +74,12 @@ pub struct SegmentEntry {
     /// segment's `start_pts` is this one's `end_pts`.
     pub start_pts: i64,
     pub end_pts: i64,
+    /// SHA-256 of the segment file's video packet timestamps, normalized: the text `N/D\n`
+    /// (the file's video time base), then per packet in decode order its pts minus the first
+    /// packet's, one decimal per line. `verify` recomputes it from the file. Empty in
+    /// manifests of schema 1, which had none.
+    #[serde(default)]
+    pub pts_digest: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -168,6 +175,7 @@ mod tests {
                 trailing_frames: 0,
                 start_pts: 0,
                 end_pts: 51200,
+                pts_digest: "01".into(),
             }],
             audio: vec![AudioEntry {
                 stream_index: 1,
@@ -188,6 +196,14 @@ mod tests {
             vec![("segments/000000.mp4", 5, "cd"), ("audio/stream-1.m4a", 3, "ef")]
         );
         let text = String::from_utf8(json).expect("utf-8");
-        assert!(text.contains("\"schema_version\": 1"));
+        assert!(text.contains("\"schema_version\": 2"));
+        assert!(text.contains("\"pts_digest\": \"01\""));
+        // A schema 1 manifest (no pts_digest) still parses, so verify can say what is wrong.
+        let old = text
+            .replace("\"schema_version\": 2", "\"schema_version\": 1")
+            .replace(",\n      \"pts_digest\": \"01\"", "");
+        assert!(!old.contains("pts_digest"), "{old}");
+        let old = Manifest::from_json(old.as_bytes()).expect("schema 1 parses");
+        assert_eq!((old.schema_version, old.segments[0].pts_digest.as_str()), (1, ""));
     }
 }

@@ -272,6 +272,9 @@ pub struct Segment {
     /// Packets written to the segment file (decode order): `first_packet..end_packet`.
     pub first_packet: u64,
     pub end_packet: u64,
+    /// Decode-order index of the first owned packet (the keyframe of `first_gop`); equal to
+    /// `first_packet` unless the file starts with a lead-in GOP.
+    pub owned_first_packet: u64,
     /// Frames a standalone decode outputs before the owned frames.
     pub lead_in_frames: u64,
     /// Frames this segment owns.
@@ -473,6 +476,7 @@ impl<'a> Planner<'a> {
             lead_in_gop,
             first_packet,
             end_packet,
+            owned_first_packet: gops[first_gop].first_packet,
             lead_in_frames,
             frames,
             trailing_frames,
@@ -730,10 +734,12 @@ mod tests {
         assert_eq!(s1.lead_in_gop, Some(0));
         assert_eq!((s1.lead_in_frames, s1.frames, s1.start_pts, s1.end_pts), (7, 10, 7, 17));
         assert_eq!((s1.first_packet, s1.end_packet), (0, 17));
+        assert_eq!(s1.owned_first_packet, 7, "the owned GOP starts after the lead-in");
         let s2 = &plan.segments[2];
         // Lead-in GOP 1 starts at a CRA: its 3 leading pictures are dropped by the decoder.
         assert_eq!((s2.lead_in_frames, s2.frames), (10 - 3, 10));
         assert_eq!((s2.first_packet, s2.end_packet), (7, 27));
+        assert_eq!(s2.owned_first_packet, 17);
         let s3 = &plan.segments[3];
         assert_eq!((s3.lead_in_frames, s3.frames, s3.end_pts), (7, 13, 40));
 

@@ -1,4 +1,5 @@
-//! `splitter split`: input → probe → plan → one ffmpeg run → hashes → publish → manifest.
+//! `splitter split`: input → probe → plan → one ffmpeg run → read-back check → hashes →
+//! publish → manifest.
 //!
 //! Fast path (most files: closed GOPs): a single ffmpeg run lets the segment muxer cut at the
 //! first keyframe after every N seconds while it also extracts the audio and lists the video
@@ -27,6 +28,7 @@ use crate::packets::{self, PacketLog};
 use crate::plan::{self, KeyframeFacts, Plan, Stream};
 use crate::probe::{self, SourceInfo};
 use crate::s3;
+use crate::timestamps::{self, Timeline};
 use crate::tools::Tools;
 
 /// Settings of one split.
@@ -155,6 +157,69 @@ struct CutSegments {
     plan: Plan,
     time_base: (i64, i64),
     files: Vec<(PathBuf, Pending)>,
+    /// The source's video packets as ffmpeg listed them (framecrc), for the read-back check.
+    packet_log: PathBuf,
+}
+
+/// Segment files read back at once (each is one short ffmpeg run).
+const READ_BACK_CONCURRENCY: usize = 4;
+
+/// A segment file's video packets, listed by ffmpeg (stream copy to framecrc, no decoding).
+async fn read_back(tools: &Tools, file: &Path) -> Result<Timeline> {
+    let out = tools
+        .ffmpeg()
+        .arg("-i")
+        .arg(file)
+        .args(["-map", "0:v:0", "-c", "copy", "-f", "framecrc", "-"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .await
+        .map_err(|e| fail(Kind::Tools, format!("cannot run {}: {e}", tools.ffmpeg.display())))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no details");
+        anyhow::bail!("ffmpeg cannot read back {}: {reason}", file.display());
+    }
+    packets::read_timeline(&out.stdout[..])
+}
+
+/// Reads every segment file back and checks its packets' timestamps against the source's
+/// packets it was cut from (see [`timestamps`]); returns each segment's `pts_digest`.
+async fn check_timestamps(tools: &Tools, cut: &CutSegments, shown: &str) -> Result<Vec<String>> {
+    let log = File::open(&cut.packet_log).context("opening ffmpeg's packet list")?;
+    let mut source = packets::PtsRanges::new(BufReader::new(log));
+    let mut digests = Vec::with_capacity(cut.files.len());
+    let segments = cut.plan.segments.chunks(READ_BACK_CONCURRENCY);
+    for (segments, files) in segments.zip(cut.files.chunks(READ_BACK_CONCURRENCY)) {
+        let tasks: Vec<_> = files
+            .iter()
+            .map(|(path, _)| {
+                let (tools, path) = (tools.clone(), path.clone());
+                tokio::spawn(async move { read_back(&tools, &path).await })
+            })
+            .collect();
+        for (segment, task) in segments.iter().zip(tasks) {
+            let actual = task.await.context("reading a segment back")??;
+            let expected = source.range(segment.first_packet..segment.end_packet)?;
+            let owned_from = (segment.owned_first_packet - segment.first_packet) as usize;
+            timestamps::check_segment(segment.index, &expected, cut.time_base, owned_from, &actual)
+                .map_err(|mismatch| {
+                    fail(
+                        Kind::Other,
+                        format!(
+                            "{shown}: {mismatch}; a decoder would lose or reorder frames, so \
+                             ffmpeg {} at {} cannot cut this input correctly (no manifest \
+                             written; report it with the input's ffprobe output)",
+                            tools.ffmpeg_version,
+                            tools.ffmpeg.display()
+                        ),
+                    )
+                })?;
+            digests.push(actual.pts_digest());
+        }
+    }
+    Ok(digests)
 }
 
 struct Cutter<'a> {
@@ -239,6 +304,7 @@ impl Cutter<'_> {
                         plan,
                         time_base: packets.time_base,
                         files: hashes.into_values().collect(),
+                        packet_log,
                     });
                 }
                 Ok(_) => {
@@ -256,13 +322,13 @@ impl Cutter<'_> {
 
         // Planned path: the packet list, the IDR list if the codec has one and keyframes have
         // leading pictures, and the audio if not done yet, in one probing run.
+        let packet_log = self.work.join("packets.crc");
         let idr_types = idr_unit_types(codec);
         let need_idr = idr_types.is_some()
             && log.as_ref().is_none_or(|l| !l.stream.keyframes_with_leading_pictures().is_empty());
         let mut idr = None;
         let audio_left = audio.take().unwrap_or_default();
         if log.is_none() || need_idr || !audio_left.is_empty() {
-            let packet_log = self.work.join("packets.crc");
             let idr_log = self.work.join("idr.crc");
             let mut pass = self.pass(self.work);
             if log.is_none() {
@@ -322,7 +388,12 @@ impl Cutter<'_> {
                 unexpected.len()
             ));
         }
-        Ok(CutSegments { plan, time_base: log.time_base, files: files.into_values().collect() })
+        Ok(CutSegments {
+            plan,
+            time_base: log.time_base,
+            files: files.into_values().collect(),
+            packet_log,
+        })
     }
 }
 
@@ -441,11 +512,15 @@ pub async fn split(opts: &SplitOptions) -> Result<Manifest> {
         return Err(fail(Kind::NotAVideo, format!("{shown} holds a single picture, not a video")));
     }
 
-    // 4. Digests, manifest entries.
+    // 4. The segments read back: their timestamps must be the source's (no decoding).
+    let pts_digests = check_timestamps(&tools, &cut, &shown).await?;
+
+    // 5. Digests, manifest entries.
     let tb = cut.time_base;
     let mut files = Vec::new();
     let mut segments = Vec::new();
-    for (segment, (path, task)) in cut.plan.segments.iter().zip(cut.files) {
+    let cut_files = cut.files.into_iter().zip(pts_digests);
+    for (segment, ((path, task), pts_digest)) in cut.plan.segments.iter().zip(cut_files) {
         let digest = finish_hash(task, "a segment").await?;
         let relative = manifest::segment_path(segment.index, cutter.container.extension);
         segments.push(SegmentEntry {
@@ -460,6 +535,7 @@ pub async fn split(opts: &SplitOptions) -> Result<Manifest> {
             trailing_frames: segment.trailing_frames,
             start_pts: segment.start_pts,
             end_pts: segment.end_pts,
+            pts_digest,
         });
         files.push(OutputFile { local: path, relative, digest });
     }
@@ -531,7 +607,7 @@ pub async fn split(opts: &SplitOptions) -> Result<Manifest> {
         );
     }
 
-    // 5. Publish, clean up what an earlier run left, manifest last.
+    // 6. Publish, clean up what an earlier run left, manifest last.
     tracing::info!(output = %sink.describe(), files = files.len(), "publishing");
     let skipped = sink.store(&files).await?;
     let keep: BTreeSet<String> = files.iter().map(|f| f.relative.clone()).collect();

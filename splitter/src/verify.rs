@@ -96,13 +96,22 @@ pub fn check_manifest(m: &Manifest) -> Vec<String> {
     problems
 }
 
-/// Frames a standalone decode of `file` outputs, from its packets (no decoding).
-async fn segment_frames(
+/// What a segment file's packets tell, without decoding.
+struct SegmentFacts {
+    /// Frames a standalone decode outputs.
+    frames: u64,
+    starts_on_key: bool,
+    /// Its normalized timestamps' digest (see `manifest::SegmentEntry::pts_digest`).
+    pts_digest: String,
+}
+
+/// Reads a segment file's packets (no decoding).
+async fn segment_facts(
     tools: &Tools,
     file: &Path,
     codec: &str,
     work: &Path,
-) -> Result<(u64, bool)> {
+) -> Result<SegmentFacts> {
     let log_path = work.join("verify-packets.crc");
     let idr_path = work.join("verify-idr.crc");
     let pass = CutPass {
@@ -122,7 +131,8 @@ async fn segment_frames(
     };
     let starts_on_key = log.stream.before_first_key == 0 && !log.stream.gops.is_empty();
     let frames = plan::decoded_frames(&log.stream, &facts).unwrap_or(0);
-    Ok((frames, starts_on_key))
+    let timeline = packets::read_timeline(BufReader::new(File::open(&log_path)?))?;
+    Ok(SegmentFacts { frames, starts_on_key, pts_digest: timeline.pts_digest() })
 }
 
 async fn audio_codec(tools: &Tools, file: &Path) -> Result<Option<String>> {
@@ -241,8 +251,20 @@ pub async fn verify(opts: &VerifyOptions) -> Result<Report> {
             report.problems.push(format!("{relative}: sha256 does not match the manifest"));
         }
         if let Some(segment) = segments.get(relative) {
-            match segment_frames(&tools, &path, &codec, work.path()).await {
-                Ok((frames, starts_on_key)) => {
+            match segment_facts(&tools, &path, &codec, work.path()).await {
+                Ok(SegmentFacts { frames, starts_on_key, pts_digest }) => {
+                    if segment.pts_digest.is_empty() {
+                        report.problems.push(format!(
+                            "{relative} has no pts_digest in the manifest: its timestamps \
+                             cannot be checked (re-split with this splitter)"
+                        ));
+                    } else if pts_digest != segment.pts_digest {
+                        report.problems.push(format!(
+                            "{relative}: its packets' timestamps differ from those the splitter \
+                             checked against the source (pts_digest): frames would be lost or \
+                             reordered"
+                        ));
+                    }
                     if !starts_on_key {
                         report.problems.push(format!("{relative} does not start on a keyframe"));
                     }
@@ -297,6 +319,7 @@ mod tests {
             trailing_frames: 0,
             start_pts: start,
             end_pts: end,
+            pts_digest: "d".into(),
         };
         Manifest {
             schema_version: manifest::SCHEMA_VERSION,

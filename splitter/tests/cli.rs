@@ -123,6 +123,106 @@ fn verify_accepts_a_good_output_and_lists_every_problem() {
     assert!(missing.stderr.contains("manifest.json is missing"));
 }
 
+/// An ffmpeg that moves the pts of one packet (the fourth of the stream) by one tick in what
+/// the segment muxer writes: a remux that broke the timestamps, as the container's
+/// decoder-less ffmpeg did for Matroska B-frames. Always the host's ffmpeg (the shipped build
+/// has no `setts` filter); the listings the splitter compares against are untouched.
+fn ffmpeg_that_moves_a_timestamp(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("ffmpeg-moves-a-pts");
+    std::fs::write(
+        &path,
+        "#!/bin/bash\nargs=()\nprev=\nfor a in \"$@\"; do\n  args+=(\"$a\")\n  \
+         if [ \"$prev\" = -f ] && [ \"$a\" = segment ]; then\n    \
+         args+=(-bsf:v 'setts=pts=if(eq(N\\,3)\\,PTS+1\\,PTS)')\n  fi\n  prev=$a\ndone\n\
+         exec ffmpeg \"${args[@]}\"\n",
+    )
+    .expect("write wrapper");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    path
+}
+
+#[test]
+fn split_refuses_segments_whose_timestamps_differ_from_the_source() {
+    let src = video();
+    let tools = TempDir::new("moved-pts-tools");
+    let wrapper = ffmpeg_that_moves_a_timestamp(tools.path());
+    let out = TempDir::new("moved-pts");
+    let run = splitter(
+        &["split", path_str(&src), path_str(out.path()), "--segment-seconds", "2"],
+        &[
+            ("SPLITTER_FFMPEG", path_str(&wrapper)),
+            ("SPLITTER_FFPROBE", "ffprobe"),
+            ("SPLITTER_LOG_FORMAT", "text"),
+        ],
+    );
+    run.assert_fails(
+        1,
+        "segment 0, packet 3 (decode order): presented at +0.040078 s from the segment's first \
+         owned frame, in the source at +0.040000 s",
+    );
+    assert!(run.stderr.contains("no manifest written"), "{}", run.stderr);
+    assert!(!out.join("manifest.json").exists(), "a failed split must leave no manifest");
+    // The same input through the same ffmpeg without the fault splits (the check is not
+    // refusing everything).
+    split_ok(&src, out.path(), "2");
+}
+
+#[test]
+fn verify_finds_segments_whose_timestamps_changed() {
+    let src = video();
+    let out = TempDir::new("verify-pts");
+    let manifest = split_ok(&src, out.path(), "2");
+    // Remux segment 1 with one pts moved by a tick, and record its new size and sha256 so
+    // only the timestamps disagree with the manifest.
+    let relative = manifest["segments"][1]["path"].as_str().expect("path").to_owned();
+    let seg = out.join(&relative);
+    let moved = out.join("moved.mp4");
+    ffmpeg(&[
+        "-i",
+        path_str(&seg),
+        "-c",
+        "copy",
+        "-bsf:v",
+        "setts=pts=if(eq(N\\,5)\\,PTS+1\\,PTS)",
+        "-use_editlist",
+        "0",
+        path_str(&moved),
+    ]);
+    std::fs::rename(&moved, &seg).expect("replace segment");
+    assert_ne!(
+        ffprobe_pts_digest(&seg),
+        manifest["segments"][1]["pts_digest"].as_str().unwrap_or("")
+    );
+    let mut edited = manifest.clone();
+    edited["segments"][1]["bytes"] =
+        serde_json::json!(std::fs::metadata(&seg).expect("stat").len());
+    edited["segments"][1]["sha256"] = serde_json::json!(sha256_file(&seg));
+    std::fs::write(out.join("manifest.json"), serde_json::to_vec_pretty(&edited).expect("json"))
+        .expect("write");
+    let bad = splitter(&["verify", path_str(out.path())], &[("SPLITTER_LOG_FORMAT", "text")]);
+    assert_eq!(bad.code, Some(7), "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains(&format!("{relative}: its packets' timestamps differ")),
+        "{}",
+        bad.stderr
+    );
+    assert!(!bad.stderr.contains("sha256 does not match"), "{}", bad.stderr);
+
+    // A manifest of schema 1 (before pts_digest) is not taken as verified.
+    let mut old = manifest.clone();
+    old["schema_version"] = serde_json::json!(1);
+    for seg in old["segments"].as_array_mut().expect("segments") {
+        seg.as_object_mut().expect("object").remove("pts_digest");
+    }
+    std::fs::write(out.join("manifest.json"), serde_json::to_vec_pretty(&old).expect("json"))
+        .expect("write");
+    let old_run = splitter(&["verify", path_str(out.path())], &[("SPLITTER_LOG_FORMAT", "text")]);
+    assert_eq!(old_run.code, Some(7), "{}", old_run.stderr);
+    assert!(old_run.stderr.contains("schema_version 1 is not 2"), "{}", old_run.stderr);
+    assert!(old_run.stderr.contains("has no pts_digest"), "{}", old_run.stderr);
+}
+
 #[test]
 fn rerunning_into_the_same_directory_replaces_the_output() {
     let src = video();

@@ -308,6 +308,12 @@ pub fn assert_frame_exact(source: &Path, output: &Path) -> usize {
             frames.len()
         );
         got.extend_from_slice(&frames[lead..lead + owned]);
+        assert_eq!(
+            seg["pts_digest"].as_str(),
+            Some(ffprobe_pts_digest(&file).as_str()),
+            "{}: the manifest's pts_digest is not that of the file's timestamps",
+            file.display()
+        );
         // Contiguous start times.
         if let Some(prev_end) = start_pts {
             assert_eq!(seg["start_pts"].as_i64(), Some(prev_end), "segments must be contiguous");
@@ -353,6 +359,39 @@ pub fn naive_recipe(source: &Path, seconds: &str) -> (usize, usize, bool) {
     let got: Vec<String> = files.iter().flat_map(|f| framemd5(f)).collect();
     let expected = framemd5(source);
     (expected.len(), got.len(), got == expected)
+}
+
+/// The manifest's `pts_digest` of a segment file, computed from the host's ffprobe (not the
+/// splitter's code): SHA-256 of `N/D\n` (the video time base), then each video packet's pts
+/// minus the first packet's, in decode order, one per line.
+pub fn ffprobe_pts_digest(path: &Path) -> String {
+    let probe = |entries: &str| {
+        let out = Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries", entries])
+            .args(["-of", "csv=p=0"])
+            .arg(path)
+            .output()
+            .expect("run ffprobe");
+        assert!(out.status.success(), "ffprobe {}", path.display());
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    // The first field of each line: side data sections add fields after it.
+    let first_fields = |text: String| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| l.split(',').next().unwrap_or("").trim().to_owned())
+            .collect()
+    };
+    let time_base = first_fields(probe("stream=time_base")).concat();
+    let pts: Vec<i64> = first_fields(probe("packet=pts"))
+        .iter()
+        .map(|p| p.parse().unwrap_or_else(|_| panic!("pts {p:?} of {}", path.display())))
+        .collect();
+    let mut text = format!("{time_base}\n");
+    for p in &pts {
+        text.push_str(&format!("{}\n", p - pts[0]));
+    }
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// SHA-256 of a file, hex.
