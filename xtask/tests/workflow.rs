@@ -1,8 +1,9 @@
 //! `.github/workflows/container-splitter-deploy.yml` keeps its promises: every job only calls
 //! `cargo xtask` (plus a few lines of glue), every action is pinned by commit SHA with its
 //! version in a comment, permissions are least privilege, pull requests never get AWS
-//! credentials, and every `cargo xtask` line parses with the current CLI. (zizmor and actionlint
-//! run in `cargo xtask test`'s `workflow-lint` step.)
+//! credentials, a job runs `cargo xtask test` on every trigger and nothing pushes or deploys
+//! unless it passed, and every `cargo xtask` line parses with the current CLI. (zizmor and
+//! actionlint run in `cargo xtask test`'s `workflow-lint` step.)
 
 mod support;
 
@@ -20,10 +21,14 @@ fn text() -> String {
     std::fs::read_to_string(root().join(WORKFLOW)).expect("read the workflow")
 }
 
-fn workflow() -> Yaml {
-    let mut docs = YamlLoader::load_from_str(&text()).expect("the workflow is YAML");
+fn parse(text: &str) -> Yaml {
+    let mut docs = YamlLoader::load_from_str(text).expect("the workflow is YAML");
     assert_eq!(docs.len(), 1);
     docs.remove(0)
+}
+
+fn workflow() -> Yaml {
+    parse(&text())
 }
 
 fn jobs(wf: &Yaml) -> Vec<(String, &Yaml)> {
@@ -52,14 +57,38 @@ fn permission<'a>(job: &'a Yaml, scope: &str) -> Option<&'a str> {
     job["permissions"][scope].as_str()
 }
 
+/// Every line of a `run:` script.
+fn script_lines(script: &str) -> impl Iterator<Item = &str> {
+    script.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'))
+}
+
 /// Every line of every `run:` script of a job.
 fn run_lines(job: &Yaml) -> Vec<String> {
     steps(job)
         .iter()
         .filter_map(|s| s["run"].as_str())
-        .flat_map(|script| script.lines().map(str::trim).map(str::to_owned).collect::<Vec<_>>())
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .flat_map(|script| script_lines(script).map(str::to_owned).collect::<Vec<_>>())
         .collect()
+}
+
+/// How the test job runs `cargo xtask test`: as root, because `xtask/src/tools.rs` installs
+/// missing tools only as root (a GitHub runner's user has password-less sudo), keeping the
+/// runner's environment, `PATH` (rustup's cargo, setup-python's Python; sudo's `secure_path`
+/// would drop them) and `HOME` (rustup finds the toolchain under it).
+const AS_ROOT: &str = "sudo -E env \"PATH=$PATH\" \"HOME=$HOME\" ";
+
+/// The arguments of a `cargo xtask` line, run directly or [as root](AS_ROOT).
+fn xtask_args(line: &str) -> Option<&str> {
+    line.strip_prefix(AS_ROOT).unwrap_or(line).strip_prefix("cargo xtask ")
+}
+
+/// The jobs `job` needs (`needs:` as one id or a list).
+fn needs(job: &Yaml) -> Vec<&str> {
+    match &job["needs"] {
+        Yaml::String(s) => vec![s.as_str()],
+        Yaml::Array(list) => list.iter().filter_map(Yaml::as_str).collect(),
+        _ => vec![],
+    }
 }
 
 #[test]
@@ -193,12 +222,7 @@ fn excludes_prs(wf: &Yaml, id: &str) -> bool {
     let own_excludes = own.contains("github.event_name == 'push'")
         && own.contains("github.event_name == 'workflow_dispatch'")
         && !own.contains("pull_request");
-    let needs: Vec<&str> = match &job["needs"] {
-        Yaml::String(s) => vec![s.as_str()],
-        Yaml::Array(list) => list.iter().filter_map(Yaml::as_str).collect(),
-        _ => vec![],
-    };
-    own_excludes || needs.iter().any(|n| excludes_prs(wf, n))
+    own_excludes || needs(job).iter().any(|n| excludes_prs(wf, n))
 }
 
 #[test]
@@ -269,12 +293,17 @@ fn jobs_only_call_cargo_xtask_and_no_expression_reaches_a_script() {
         }
         let lines = run_lines(job);
         for line in &lines {
-            match line.strip_prefix("cargo xtask ") {
+            match xtask_args(line) {
                 Some(args) => xtask_lines.push((id.clone(), args.to_owned())),
                 None => assert!(is_glue(line, &pin), "{id} re-implements a stage: {line}"),
             }
+            if line.starts_with(AS_ROOT) {
+                // Root only to install the test tools, never next to AWS credentials.
+                assert_eq!(xtask_args(line), Some("test"), "{id}: only `cargo xtask test` as root");
+                assert_eq!(permission(job, "id-token"), None, "{id}: root next to an AWS role");
+            }
         }
-        let calls_xtask = lines.iter().any(|l| l.starts_with("cargo xtask "));
+        let calls_xtask = lines.iter().any(|l| xtask_args(l).is_some());
         let toolchains = lines.iter().filter(|l| l.starts_with("rustup toolchain install")).count();
         let caches = steps(job).iter().filter(|s| action(s) == Some("Swatinem/rust-cache")).count();
         if calls_xtask {
@@ -304,6 +333,124 @@ fn jobs_only_call_cargo_xtask_and_no_expression_reaches_a_script() {
             .collect();
         let run = support::run(support::xtask().arg("__parse").args(&words));
         assert!(run.success(), "{id}: `cargo xtask {args}` does not parse:\n{}", run.stderr());
+    }
+}
+
+/// Whether a step runs the whole test command, failing its job when a test fails: a `cargo xtask
+/// test` line without `--only`/`--skip`, in a step with no `if:` and no `continue-on-error`.
+fn runs_the_tests(step: &Yaml) -> bool {
+    let tolerated = !matches!(step["continue-on-error"], Yaml::BadValue | Yaml::Boolean(false));
+    let whole = step["run"]
+        .as_str()
+        .is_some_and(|script| script_lines(script).any(|l| xtask_args(l) == Some("test")));
+    whole && !tolerated && step["if"].is_badvalue()
+}
+
+/// The stages that change an AWS environment (`pipeline` runs push and deploy).
+const RELEASE_STAGES: [&str; 3] = ["push", "deploy", "pipeline"];
+
+/// Whether job `id` runs only after job `gate` passed: it needs `gate`, directly or through jobs
+/// it needs, and no job on the way replaces the implicit `success()` with a status function
+/// (`always()`, `failure()`, `cancelled()`), which would let it run after a failed test.
+fn gated_by(wf: &Yaml, id: &str, gate: &str) -> bool {
+    let condition = wf["jobs"][id]["if"].as_str().unwrap_or("");
+    if ["always()", "failure()", "cancelled()"].iter().any(|f| condition.contains(f)) {
+        return false;
+    }
+    needs(&wf["jobs"][id]).iter().any(|n| *n == gate || gated_by(wf, n, gate))
+}
+
+/// What keeps `wf` from testing before it releases, one line a problem (none: it does). A job
+/// runs `cargo xtask test` (see [`runs_the_tests`]) on every trigger: the workflow runs on push,
+/// pull_request and workflow_dispatch, and that job has no `if:`, no `needs:` and does not
+/// `continue-on-error`. Every job that runs `cargo xtask push | deploy | pipeline` is
+/// [gated](gated_by) by such a job.
+fn test_gate_problems(wf: &Yaml) -> Vec<String> {
+    let mut problems = Vec::new();
+    for event in ["push", "pull_request", "workflow_dispatch"] {
+        if wf["on"][event].is_badvalue() {
+            problems.push(format!("the workflow does not run on {event}"));
+        }
+    }
+    let all = jobs(wf);
+    let mut gates = Vec::new();
+    for (id, job) in &all {
+        if !steps(job).iter().any(runs_the_tests) {
+            continue;
+        }
+        if let Some(condition) = job["if"].as_str() {
+            problems.push(format!("job {id} runs `cargo xtask test` only if {condition}"));
+        } else if !needs(job).is_empty() {
+            problems.push(format!("job {id} runs `cargo xtask test` only after {:?}", needs(job)));
+        } else if !matches!(job["continue-on-error"], Yaml::BadValue | Yaml::Boolean(false)) {
+            problems.push(format!("job {id} passes when `cargo xtask test` fails"));
+        } else {
+            gates.push(id.as_str());
+        }
+    }
+    if gates.is_empty() {
+        problems.push("no job runs `cargo xtask test` on every trigger".to_owned());
+    }
+    for (id, job) in &all {
+        let releases = run_lines(job).iter().filter_map(|l| xtask_args(l)).any(|args| {
+            args.split_whitespace().next().is_some_and(|stage| RELEASE_STAGES.contains(&stage))
+        });
+        if releases && !gates.iter().any(|gate| gated_by(wf, id, gate)) {
+            problems.push(format!(
+                "job {id} pushes or deploys without needing a passed test job {gates:?}"
+            ));
+        }
+    }
+    problems
+}
+
+#[test]
+fn a_job_runs_the_tests_on_every_trigger_and_nothing_is_pushed_or_deployed_without_them() {
+    let text = text();
+    let wf = parse(&text);
+    assert_eq!(test_gate_problems(&wf), Vec::<String>::new());
+    let gate = jobs(&wf)
+        .into_iter()
+        .find(|(_, job)| steps(job).iter().any(runs_the_tests))
+        .map(|(id, _)| id)
+        .expect("the test job");
+    assert_eq!(gate, "test");
+    assert_eq!(wf["jobs"]["test"]["permissions"]["contents"].as_str(), Some("read"));
+    assert!(needs(&wf["jobs"]["deploy"]).contains(&"build-scan"), "deploys the scanned image");
+
+    // The check catches each way the gate could be lost: (what to change, how, the complaint).
+    let test_line = format!("run: {AS_ROOT}cargo xtask test\n");
+    let deploy_if =
+        "    if: github.event_name == 'push' || github.event_name == 'workflow_dispatch'\n";
+    let planted: [(&str, String, &str); 8] = [
+        ("    needs: [build-scan, test]\n", "    needs: build-scan\n".into(), "job deploy pushes"),
+        ("    needs: [build-scan, test]\n", "    needs: [build-scan, sarif]\n".into(), "job deploy"),
+        (
+            deploy_if,
+            deploy_if.replace("if: ", "if: always() && "),
+            "job deploy pushes",
+        ),
+        ("    name: Test\n", "    name: Test\n    if: github.event_name == 'push'\n".into(), "only if"),
+        (&test_line, test_line.replace(" test\n", " test --skip test\n"), "no job runs"),
+        (&test_line, format!("continue-on-error: true\n        {test_line}"), "no job runs"),
+        ("\n  pull_request:\n", "\n  pull_request_review:\n".into(), "not run on pull_request"),
+        (
+            "\njobs:\n",
+            "\njobs:\n  sneaky:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: cargo xtask pipeline\n"
+                .into(),
+            "job sneaky pushes",
+        ),
+    ];
+    for (from, to, complaint) in planted {
+        assert_eq!(text.matches(from).count(), 1, "the workflow has `{from}` once");
+        let bad = text.replace(from, &to);
+        let problems = test_gate_problems(&parse(&bad));
+        assert!(
+            problems.iter().any(|p| p.contains(complaint)),
+            "`{}` → `{}` should report `{complaint}`, got {problems:?}",
+            from.trim(),
+            to.trim()
+        );
     }
 }
 
