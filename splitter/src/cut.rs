@@ -126,7 +126,10 @@ impl CutPass {
     fn args(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = Vec::new();
         let mut push = |items: &[&str]| a.extend(items.iter().map(OsString::from));
-        push(&["-i"]);
+        // MPEG program streams give a timestamp to a PES packet, not to every frame in it:
+        // `genpts` fills the missing pts from the decode timestamps of the following frames
+        // (a demuxer feature, no decoding). Inputs whose packets all have one are unchanged.
+        push(&["-fflags", "+genpts", "-i"]);
         a.push(self.input.clone().into_os_string());
         let map = format!("0:{}", self.video_stream);
         if let Some((cuts, container)) = &self.video {

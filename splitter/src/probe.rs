@@ -68,6 +68,101 @@ fn looks_like_text(head: &[u8]) -> bool {
     !text.is_empty() && text.chars().all(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t'))
 }
 
+/// A container recognized by its first bytes: what users call it, and the name of ffmpeg's
+/// demuxer for it as `ffprobe -demuxers` lists it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Container {
+    pub name: &'static str,
+    pub demuxer: &'static str,
+}
+
+/// Containers people feed an upscaler, by signature. Which of them a build reads depends on
+/// its demuxers (the container image's are in `ffmpeg-components.txt`).
+pub fn container_from_magic(head: &[u8]) -> Option<Container> {
+    let c = |name, demuxer| Some(Container { name, demuxer });
+    let at = |offset: usize, sig: &[u8]| head.get(offset..offset + sig.len()) == Some(sig);
+    if at(4, b"ftyp") || at(4, b"moov") || at(4, b"mdat") || at(4, b"wide") || at(4, b"free") {
+        c("MP4/MOV", "mov")
+    } else if at(0, b"\x1a\x45\xdf\xa3") {
+        c("Matroska/WebM", "matroska")
+    } else if at(0, b"RIFF") && at(8, b"AVI ") {
+        c("AVI", "avi")
+    } else if at(0, b"\x00\x00\x01\xba") {
+        c("MPEG program stream (VOB/MPG)", "mpeg")
+    } else if at(0, b"FLV\x01") {
+        c("FLV", "flv")
+    } else if at(0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11") {
+        c("ASF (WMV)", "asf")
+    } else if at(0, b"\x06\x0e\x2b\x34\x02\x05\x01\x01") {
+        c("MXF", "mxf")
+    } else if at(0, b"OggS") {
+        c("Ogg", "ogg")
+    } else if at(0, b".RMF") {
+        c("RealMedia", "rm")
+    } else if at(0, b"nut/multimedia container") {
+        c("NUT", "nut")
+    } else if at(0, b"DKIF") {
+        c("IVF", "ivf")
+    } else if at(0, b"\x47") && at(188, b"\x47") && at(376, b"\x47") {
+        c("MPEG-TS", "mpegts")
+    } else if at(4, b"\x47") && at(196, b"\x47") && at(388, b"\x47") {
+        c("MPEG-TS (M2TS)", "mpegts")
+    } else {
+        None
+    }
+}
+
+/// Demuxer names from `ffprobe -demuxers` (lines like ` D  mov,mp4,m4a  QuickTime / MOV`).
+pub fn demuxer_names(listing: &str) -> Vec<String> {
+    listing
+        .lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let flags = words.next()?;
+            let names = words.next()?;
+            (flags.starts_with('D') && flags.len() <= 2 && names != "=")
+                .then(|| names.split(',').map(str::to_owned).collect::<Vec<_>>())
+        })
+        .flatten()
+        .collect()
+}
+
+/// The one line for an input whose container this build has no demuxer for; `None` when the
+/// container is unknown or the build has its demuxer (then the file itself is the problem).
+pub fn unsupported_container(head: &[u8], demuxers: &[String], shown: &str) -> Option<String> {
+    let container = container_from_magic(head)?;
+    if demuxers.iter().any(|d| d == container.demuxer) {
+        return None;
+    }
+    const READABLE: &[&str] = &["mov", "matroska", "mpegts", "mpeg", "avi", "flv", "asf", "mxf"];
+    let names = ["MP4/MOV", "Matroska/WebM", "MPEG-TS", "MPEG-PS", "AVI", "FLV", "ASF", "MXF"];
+    let reads: Vec<&str> = READABLE
+        .iter()
+        .zip(names)
+        .filter(|(d, _)| demuxers.iter().any(|have| have == *d))
+        .map(|(_, name)| name)
+        .collect();
+    Some(format!(
+        "{shown} is in the {} container, which this ffmpeg build does not support (it has no \
+         `{}` demuxer); it reads {}: remux the file into one of those (e.g. `ffmpeg -i IN -c copy \
+         OUT.mkv`)",
+        container.name,
+        container.demuxer,
+        reads.join(", ")
+    ))
+}
+
+async fn ffprobe_demuxers(ffprobe: &Path) -> Vec<String> {
+    let out = tools::ffprobe_command(ffprobe).arg("-demuxers").output().await;
+    out.map(|o| demuxer_names(&String::from_utf8_lossy(&o.stdout))).unwrap_or_default()
+}
+
+fn read_head(path: &Path) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    let _ = File::open(path).and_then(|f| f.take(512).read_to_end(&mut head));
+    head
+}
+
 /// One stream as ffprobe describes it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StreamInfo {
@@ -293,6 +388,10 @@ pub async fn probe(ffprobe: &Path, path: &Path, shown: &str) -> Result<SourceInf
     }
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
+        let demuxers = ffprobe_demuxers(ffprobe).await;
+        if let Some(message) = unsupported_container(&read_head(path), &demuxers, shown) {
+            return Err(fail(Kind::NotAVideo, message));
+        }
         let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no details");
         let reason = reason.rsplit_once("]: ").map_or(reason, |(_, r)| r).trim();
         let detail = stderr
@@ -326,6 +425,54 @@ mod tests {
         assert!(looks_like_text("caf\u{e9} ol\u{e9}".as_bytes()));
         assert!(!looks_like_text(b"\0\0\0\x20ftypisom"));
         assert!(!looks_like_text(b"\x47\x40\x00\x10"));
+    }
+
+    /// The first lines of `ffprobe -demuxers` of the container's build (7.1.5), and of a
+    /// full build.
+    const IMAGE_DEMUXERS: &str = "File formats:\n D. = Demuxing supported\n .E = Muxing \
+        supported\n --\n D  avi             AVI (Audio Video Interleaved)\n D  flv             \
+        FLV (Flash Video)\n D  matroska,webm   Matroska / WebM\n D  mov,mp4,m4a,3gp,3g2,mj2 \
+        QuickTime / MOV\n D  mpeg            MPEG-PS (MPEG-2 Program Stream)\n D  mpegts      \
+        MPEG-TS (MPEG-2 Transport Stream)\n";
+
+    #[test]
+    fn containers_are_named_by_their_first_bytes() {
+        let name = |head: &[u8]| container_from_magic(head).map(|c| c.demuxer);
+        assert_eq!(name(b"\0\0\0\x20ftypisom"), Some("mov"));
+        assert_eq!(name(b"RIFF\x10\0\0\0AVI LIST"), Some("avi"));
+        assert_eq!(name(b"RIFF\x10\0\0\0WAVEfmt "), None);
+        assert_eq!(name(b"\x30\x26\xb2\x75\x8e\x66\xcf\x11\xa6\xd9"), Some("asf"));
+        assert_eq!(name(b"\x06\x0e\x2b\x34\x02\x05\x01\x01\x0d\x01"), Some("mxf"));
+        let mut ts = vec![0u8; 564];
+        for i in [0, 188, 376] {
+            ts[i] = 0x47;
+        }
+        assert_eq!(name(&ts), Some("mpegts"));
+        assert_eq!(name(b"\x47 not a transport stream"), None);
+    }
+
+    #[test]
+    fn a_container_without_its_demuxer_gets_one_line_naming_it() {
+        let demuxers = demuxer_names(IMAGE_DEMUXERS);
+        assert_eq!(
+            demuxers,
+            [
+                "avi", "flv", "matroska", "webm", "mov", "mp4", "m4a", "3gp", "3g2", "mj2", "mpeg",
+                "mpegts"
+            ]
+        );
+        let asf = b"\x30\x26\xb2\x75\x8e\x66\xcf\x11\xa6\xd9\x00\xaa";
+        assert_eq!(
+            unsupported_container(asf, &demuxers, "in.wmv").as_deref(),
+            Some(
+                "in.wmv is in the ASF (WMV) container, which this ffmpeg build does not support \
+                 (it has no `asf` demuxer); it reads MP4/MOV, Matroska/WebM, MPEG-TS, MPEG-PS, AVI, FLV: \
+                 remux the file into one of those (e.g. `ffmpeg -i IN -c copy OUT.mkv`)"
+            )
+        );
+        // A build that has the demuxer: the file is the problem, not the build.
+        assert_eq!(unsupported_container(asf, &["asf".to_owned()], "in.wmv"), None);
+        assert_eq!(unsupported_container(b"random bytes", &demuxers, "x"), None);
     }
 
     #[test]

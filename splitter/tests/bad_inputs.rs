@@ -225,3 +225,39 @@ fn errors_are_json_lines_when_not_on_a_terminal() {
     assert_eq!(event["kind"], "input_unreadable");
     assert!(event["message"].as_str().unwrap_or("").contains("does not exist"));
 }
+
+/// The ffprobe under test (the image's in `cargo xtask test`'s image-ffmpeg step) and the
+/// demuxers it says it has.
+fn demuxers_under_test() -> String {
+    let ffprobe = std::env::var("SPLITTER_TEST_FFPROBE").unwrap_or_else(|_| "ffprobe".into());
+    let out = std::process::Command::new(&ffprobe)
+        .args(["-hide_banner", "-demuxers"])
+        .output()
+        .expect("run ffprobe -demuxers");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_container_the_build_cannot_read_is_named() {
+    // ASF/WMV: common in old archives, not among the container image's demuxers.
+    let mut a = pattern("160x90", "25", "4");
+    a.extend(["-c:v", "wmv2", "-q:v", "5", "-f", "asf"].map(String::from));
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let src = fixture("asf-wmv2", "wmv", &refs);
+    let out = TempDir::new("asf");
+    let has_asf = demuxers_under_test().lines().any(|l| l.split_whitespace().nth(1) == Some("asf"));
+    let run = split(&src, out.path());
+    if has_asf {
+        // A full ffmpeg reads it: a plain split, frame-exact like any other input.
+        run.assert_ok();
+        assert_frame_exact(&src, out.path());
+    } else {
+        run.assert_fails(
+            4,
+            "is in the ASF (WMV) container, which this ffmpeg build does not support",
+        );
+        assert!(run.stderr.contains("no `asf` demuxer"), "{}", run.stderr);
+        assert!(run.stderr.contains("it reads MP4/MOV, Matroska/WebM"), "{}", run.stderr);
+        assert_no_manifest(out.path());
+    }
+}

@@ -196,6 +196,117 @@ fn mpeg_ts_mpeg2_open_gop() {
     assert_audio_same(&out, &manifest, &src, 0);
 }
 
+/// Matroska stores presentation timestamps only: a demuxer must know the stream's reordering
+/// depth (from the decoder's view of the SPS) to rebuild the decode timestamps of B-frames.
+/// An ffmpeg without the H.264/HEVC decoders gets `dts = pts` here and breaks the segments.
+#[test]
+fn matroska_h264_with_b_frames_and_opus() {
+    let src = encoded(
+        "mkv-h264-bf3",
+        "mkv",
+        "320x180",
+        "9",
+        "-f lavfi -i sine=sample_rate=48000 -t 9 \
+         -c:v libx264 -bf 3 -g 50 -pix_fmt yuv420p -c:a libopus",
+    );
+    let (out, manifest, frames) = split_exact(&src, "mkv-h264", "2");
+    assert_eq!(frames, 225);
+    assert_eq!(manifest["source"]["format"], "matroska,webm");
+    assert_eq!(manifest["source"]["video"]["codec"], "h264");
+    assert!(manifest["segments"].as_array().expect("segments").len() >= 4);
+    assert_eq!(manifest["audio"][0]["codec"], "opus");
+    assert_audio_same(&out, &manifest, &src, 0);
+}
+
+#[test]
+fn matroska_hevc_closed_gop_with_b_frames() {
+    let src = encoded(
+        "mkv-hevc-closed-bf3",
+        "mkv",
+        "320x180",
+        "6",
+        "-c:v libx265 -x265-params \
+         keyint=30:min-keyint=30:scenecut=0:no-open-gop=1:bframes=3:log-level=error \
+         -pix_fmt yuv420p",
+    );
+    let (_out, manifest, frames) = split_exact(&src, "mkv-hevc-closed", "1.5");
+    assert_eq!(frames, 150);
+    let segments = manifest["segments"].as_array().expect("segments");
+    assert!(segments.len() >= 4);
+    assert!(segments.iter().all(|s| s["lead_in_frames"] == 0), "closed GOPs need no lead-in");
+}
+
+#[test]
+fn matroska_hevc_open_gop_needs_lead_ins() {
+    let src = encoded(
+        "mkv-hevc-open-bf3",
+        "mkv",
+        "320x180",
+        "6",
+        "-c:v libx265 -x265-params keyint=30:min-keyint=30:scenecut=0:bframes=3:log-level=error \
+         -pix_fmt yuv420p",
+    );
+    let (_out, manifest, frames) = split_exact(&src, "mkv-hevc-open", "1.5");
+    assert_eq!(frames, 150);
+    let segments = manifest["segments"].as_array().expect("segments");
+    assert!(segments.len() >= 4);
+    assert!(
+        segments[1..].iter().all(|s| s["lead_in_frames"].as_u64() > Some(0)),
+        "CRA cuts need a lead-in from the previous GOP: {segments:?}"
+    );
+}
+
+/// Camera and capture-card recordings: Motion JPEG and PCM in AVI.
+#[test]
+fn avi_mjpeg_and_pcm() {
+    let src = encoded(
+        "avi-mjpeg",
+        "avi",
+        "160x90",
+        "4",
+        "-f lavfi -i sine=sample_rate=48000 -t 4 -c:v mjpeg -q:v 5 -c:a pcm_s16le",
+    );
+    let (out, manifest, frames) = split_exact(&src, "avi-mjpeg", "1");
+    assert_eq!(frames, 100);
+    assert_eq!(manifest["source"]["format"], "avi");
+    assert!(manifest["segments"].as_array().expect("segments").len() >= 4);
+    assert_audio_same(&out, &manifest, &src, 0);
+}
+
+/// DVD and broadcast captures: MPEG-2 with B-frames and MP2 in an MPEG program stream.
+#[test]
+fn mpeg_ps_mpeg2_with_b_frames() {
+    let src = encoded(
+        "mpeg-ps",
+        "mpg",
+        "160x90",
+        "6",
+        "-f lavfi -i sine=sample_rate=48000 -t 6 \
+         -c:v mpeg2video -bf 2 -g 25 -c:a mp2 -f vob",
+    );
+    let (out, manifest, _) = split_exact(&src, "mpeg-ps", "2");
+    assert_eq!(manifest["source"]["format"], "mpeg");
+    assert_eq!(manifest["source"]["video"]["codec"], "mpeg2video");
+    assert_audio_same(&out, &manifest, &src, 0);
+}
+
+/// Flash-era web video and RTMP recordings: H.264 with B-frames and AAC in FLV.
+#[test]
+fn flv_h264_with_b_frames() {
+    let src = encoded(
+        "flv-h264",
+        "flv",
+        "160x90",
+        "6",
+        "-f lavfi -i sine=sample_rate=44100 -t 6 \
+         -c:v libx264 -bf 3 -g 25 -pix_fmt yuv420p -c:a aac",
+    );
+    let (out, manifest, frames) = split_exact(&src, "flv-h264", "2");
+    assert_eq!(frames, 150);
+    assert_eq!(manifest["source"]["format"], "flv");
+    assert_audio_same(&out, &manifest, &src, 0);
+}
+
 #[test]
 fn webm_vp9_and_opus() {
     let src = encoded(

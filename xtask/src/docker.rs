@@ -183,6 +183,29 @@ impl Docker {
         Ok(output.status.success())
     }
 
+    /// Copies files out of an image into `dest` (a container is created, never started,
+    /// and removed again).
+    pub fn copy_out(&self, sh: &Shell, image: &str, files: &[&str], dest: &Path) -> Result<()> {
+        let container = self
+            .cmd(sh)
+            .args(["create", image])
+            .quiet()
+            .ignore_stderr()
+            .read()
+            .with_context(|| format!("cannot create a container from {image}"))?;
+        let copied = files.iter().try_for_each(|file| {
+            self.cmd(sh)
+                .args(["cp", &format!("{container}:{file}")])
+                .arg(dest)
+                .quiet()
+                .run()
+                .with_context(|| format!("cannot copy {file} out of {image}"))
+        });
+        let removed = self.cmd(sh).args(["rm", &container]).quiet().ignore_stdout().run();
+        copied?;
+        removed.with_context(|| format!("cannot remove the container {container}"))
+    }
+
     /// `docker image inspect` of one image.
     pub fn inspect_image(&self, sh: &Shell, reference: &str) -> Result<ImageInfo> {
         let text = self

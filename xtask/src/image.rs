@@ -74,6 +74,21 @@ enum Action {
 }
 
 impl Image {
+    /// What `cargo xtask image [--base-image BASE]` builds, for the commands that need the
+    /// image (the default project, platform and cache).
+    pub fn with_base_image(base_image: Option<String>) -> Image {
+        Image {
+            action: None,
+            project: crate::config::DEFAULT_PROJECT.to_owned(),
+            platform: "linux/amd64".to_owned(),
+            base_image,
+            no_cache: false,
+            cache_from: Vec::new(),
+            cache_to: None,
+            dry_run: false,
+        }
+    }
+
     pub fn run(self, sh: &Shell) -> Result<()> {
         match self.action {
             Some(Action::Save(cmd)) => return cmd.run(sh),

@@ -54,6 +54,7 @@ impl Test {
     fn steps(&self) -> Vec<Step> {
         let mode = if self.no_install { tools::Mode::CheckOnly } else { tools::Mode::Install };
         let test_args = self.cargo_test_args.clone();
+        let image_test_args = self.cargo_test_args.clone();
         let dry = self.dry_run;
         let install = !self.no_install;
         vec![
@@ -123,6 +124,18 @@ impl Test {
                         .context("tests failed: see the failures above")
                 }),
             },
+            Step {
+                name: "image-ffmpeg",
+                describe: format!(
+                    "cargo xtask image, then cargo test -p splitter {} {} again with the image's \
+                     own /usr/local/bin/ffmpeg and ffprobe (SPLITTER_TEST_FFMPEG/FFPROBE)",
+                    SHIPPED_FFMPEG_SUITES.map(|s| format!("--test {s}")).join(" "),
+                    image_test_args.join(" ")
+                )
+                .trim()
+                .to_owned(),
+                run: Box::new(move |sh| shipped_ffmpeg(sh, &image_test_args)),
+            },
         ]
     }
 
@@ -163,6 +176,44 @@ impl Test {
         print_summary(&done, None);
         Ok(())
     }
+}
+
+/// The splitter's suites that exercise ffmpeg: every container and codec, bad inputs, the
+/// command line and S3.
+const SHIPPED_FFMPEG_SUITES: [&str; 4] = ["kinds", "bad_inputs", "cli", "s3"];
+
+/// What ships is what is tested: builds the image, takes its ffmpeg and ffprobe out (static
+/// binaries, they run on the host) and runs the splitter's ffmpeg-facing suites against them.
+/// Fixtures and reference decodes stay with the host's full ffmpeg.
+fn shipped_ffmpeg(sh: &Shell, extra_args: &[String]) -> Result<()> {
+    let base = std::env::var("SPLITTER_BASE_IMAGE")
+        .unwrap_or_else(|_| config::local_base_image(config::DEFAULT_PROJECT));
+    crate::image::Image::with_base_image(Some(base)).run(sh)?;
+    let record = crate::build_record::BuildRecord::load()?;
+    let dest =
+        crate::xtask_dir().join("image-ffmpeg").join(crate::docker::short_id(&record.image_id));
+    std::fs::create_dir_all(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let docker = crate::docker::Docker::detect(sh)?;
+    docker.copy_out(
+        sh,
+        &record.image_id,
+        &["/usr/local/bin/ffmpeg", "/usr/local/bin/ffprobe"],
+        &dest,
+    )?;
+    let (ffmpeg, ffprobe) = (dest.join("ffmpeg"), dest.join("ffprobe"));
+    let version = cmd!(sh, "{ffmpeg} -hide_banner -version").read().with_context(|| {
+        format!("the image's ffmpeg does not run on this host ({})", ffmpeg.display())
+    })?;
+    println!("image {}: {}", record.image_ref(), version.lines().next().unwrap_or(""));
+    let _ffmpeg = sh.push_env("SPLITTER_TEST_FFMPEG", &ffmpeg);
+    let _ffprobe = sh.push_env("SPLITTER_TEST_FFPROBE", &ffprobe);
+    let cargo = cargo();
+    let suites: Vec<String> =
+        SHIPPED_FFMPEG_SUITES.iter().flat_map(|s| ["--test".to_owned(), (*s).to_owned()]).collect();
+    cmd!(sh, "{cargo} test -p splitter {suites...} {extra_args...}").run().context(
+        "the splitter fails with the image's ffmpeg (see the failures above): a component is \
+         probably missing from splitter/ffmpeg-components.txt",
+    )
 }
 
 fn print_summary(done: &[(&str, Duration)], failed: Option<&str>) {
