@@ -273,6 +273,23 @@ fn avi_mjpeg_and_pcm() {
     assert_audio_same(&out, &manifest, &src, 0);
 }
 
+/// Xvid-style AVI: MPEG-4 Part 2 with B-frames and AC-3 audio (AVI has no timestamps of
+/// its own beyond the frame index; B-frames after an I-frame reference the previous GOP).
+#[test]
+fn avi_mpeg4_with_b_frames() {
+    let src = encoded(
+        "avi-mpeg4-bf2",
+        "avi",
+        "160x90",
+        "4",
+        "-f lavfi -i sine=sample_rate=44100 -t 4 -c:v mpeg4 -bf 2 -g 25 -vtag XVID -c:a ac3",
+    );
+    let (out, manifest, frames) = split_exact(&src, "avi-mpeg4", "1");
+    assert_eq!(frames, 100);
+    assert_eq!(manifest["source"]["video"]["codec"], "mpeg4");
+    assert_audio_same(&out, &manifest, &src, 0);
+}
+
 /// DVD and broadcast captures: MPEG-2 with B-frames and MP2 in an MPEG program stream.
 #[test]
 fn mpeg_ps_mpeg2_with_b_frames() {
