@@ -12,9 +12,12 @@
 //! 5. FAILED or timed out: the status reason and exit code (when Batch gives them) and the last
 //!    lines of the job's CloudWatch log stream, the splitter's error line named in the error.
 //! 6. SUCCEEDED: reads `manifest.json` and checks every object it lists (size and sha256 of the
-//!    downloaded bytes, and `x-amz-meta-sha256`), the segment count for the keyframes and
-//!    `segment_seconds`, contiguous segments whose durations add up to the source's within one
-//!    frame, every frame owned once, one audio file per audio stream, nothing unlisted.
+//!    downloaded bytes, and an `x-amz-meta-sha256` that must be there and agree), each segment
+//!    independently of the manifest's own numbers (the host's ffprobe lists its video packets:
+//!    as many as `lead_in_frames + frames + trailing_frames`, the first a keyframe), the segment
+//!    count for the keyframes and `segment_seconds`, contiguous segments whose durations add up
+//!    to the source's within one frame, every frame owned once, one audio file per audio
+//!    stream, nothing unlisted.
 //! 7. Deletes the run's prefix, unless `--keep`.
 //!
 //! Locally the job really runs: moto's Batch starts the job definition's image as a Docker
@@ -26,7 +29,7 @@ mod verify;
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -57,8 +60,8 @@ Examples:
   . target/xtask/local/env && cargo xtask itest    # the local stack (moto runs the container)
 
 Exit status: 0 when the job SUCCEEDED and every check passed; non-zero otherwise (the job's
-status reason and log tail are printed). `--video` needs ffprobe on PATH (to know what a correct
-split of it looks like); the fixture needs none.")]
+status reason and log tail are printed). Needs ffprobe on PATH (install ffmpeg): it lists each
+segment's video packets, and probes a `--video` to know what a correct split of it looks like.")]
 pub struct Itest {
     #[command(flatten)]
     pub target: Target,
@@ -152,11 +155,12 @@ impl Itest {
 
     /// Runs the test; `None` for a dry run.
     pub fn execute(&self, sh: &Shell) -> Result<Option<Outcome>> {
+        let ffprobe = find_ffprobe()?;
         let source = Source::load(sh, self.video.as_deref())?;
         let aws = Aws::load(&self.target.region)?;
         let plan = aws.block_on(preflight(&aws, &self.target, self.segment_seconds.as_deref()))?;
         let run = Run::new(&self.target, &source);
-        self.print_plan(&source, &plan, &run);
+        self.print_plan(&source, &plan, &run, &ffprobe);
         if plan.image.ends_with(&format!(":{PLACEHOLDER_TAG}")) {
             let next = "deploy an image first: `cargo xtask image`, `push` and `deploy` (or `cargo xtask pipeline`)";
             if !self.dry_run {
@@ -178,7 +182,7 @@ impl Itest {
         let job = RefCell::new(None::<(String, bool)>);
         let result = aws.block_on(async {
             tokio::select! {
-                r = self.run_job(&aws, &source, &plan, &run, &job) => r,
+                r = self.run_job(&aws, &source, &plan, &run, &ffprobe, &job) => r,
                 _ = tokio::signal::ctrl_c() => Err(anyhow!("interrupted (Ctrl-C): itest did not finish")),
             }
         });
@@ -220,7 +224,7 @@ impl Itest {
         Ok(Some(outcome))
     }
 
-    fn print_plan(&self, source: &Source, plan: &Plan, run: &Run) {
+    fn print_plan(&self, source: &Source, plan: &Plan, run: &Run, ffprobe: &Path) {
         let e = &source.expect;
         println!(
             "itest {} ({}, {}): job definition {}:{} on queue {}",
@@ -254,6 +258,7 @@ impl Itest {
             println!("  expect     no video ({}): the job should fail", e.from);
         }
         println!("  timeout    {} (then TerminateJob)", format_duration(self.timeout));
+        println!("  ffprobe    {} (lists each segment's video packets)", ffprobe.display());
         if self.dry_run {
             println!("  [dry-run] would upload {} to {}", shown(&source.path), run.input_uri());
             println!(
@@ -274,6 +279,7 @@ impl Itest {
         source: &Source,
         plan: &Plan,
         run: &Run,
+        ffprobe: &Path,
         job: &RefCell<Option<(String, bool)>>,
     ) -> Result<Outcome> {
         let s3 = aws.s3();
@@ -351,7 +357,7 @@ impl Itest {
         }
         println!("job SUCCEEDED after {elapsed:.1} s; checking {}/", run.output_uri());
 
-        let (manifest, checks) = check_output(aws, source, plan, run).await?;
+        let (manifest, checks) = check_output(aws, source, plan, run, ffprobe).await?;
         let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
         for c in &checks {
             println!("  {}  {:width$}  {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail);
@@ -763,12 +769,21 @@ fn failure_summary(job: &JobDetail, tail: &[String], with_reason: bool) -> Strin
     if parts.is_empty() { String::new() } else { format!(": {}", parts.join("; ")) }
 }
 
-/// Reads the manifest and every object it lists; runs the checks.
+/// The host's ffprobe: the independent witness of what each segment holds.
+fn find_ffprobe() -> Result<PathBuf> {
+    crate::tools::find_program("ffprobe").context(
+        "itest needs ffprobe on PATH to list the video packets of each segment the job writes: \
+         install ffmpeg (`apt-get install ffmpeg`)",
+    )
+}
+
+/// Reads the manifest and every object it lists (segments probed with ffprobe); runs the checks.
 async fn check_output(
     aws: &Aws,
     source: &Source,
     plan: &Plan,
     run: &Run,
+    ffprobe: &Path,
 ) -> Result<(Manifest, Vec<verify::Check>)> {
     let s3 = aws.s3();
     let prefix = run.output_prefix();
@@ -793,12 +808,32 @@ async fn check_output(
         .with_context(|| format!("cannot download s3://{}/{key}", run.bucket))?
         .into_bytes();
     let manifest: Manifest = serde_json::from_slice(&bytes).with_context(|| {
-        format!("itest failed: s3://{}/{key} is not a schema-1 splitter manifest", run.bucket)
+        format!(
+            "itest failed: s3://{}/{key} is not a splitter manifest (schema {}..={})",
+            run.bucket,
+            verify::SCHEMAS.start(),
+            verify::SCHEMAS.end()
+        )
     })?;
 
+    let scratch = Scratch::create()?;
     let mut stored = Vec::new();
     for (path, _, _) in manifest.files() {
-        stored.push(stored_object(&s3, &run.bucket, &format!("{prefix}/{path}"), path).await?);
+        let key = format!("{prefix}/{path}");
+        let is_segment = manifest.segments.iter().any(|s| s.path == path);
+        let copy = is_segment.then(|| scratch.file_for(path));
+        let mut object = stored_object(&s3, &run.bucket, &key, path, copy.as_deref()).await?;
+        if let (Some(file), Some(_)) = (copy, object.bytes) {
+            let ffprobe = ffprobe.to_owned();
+            let probe_file = file.clone();
+            object.packets = Some(
+                tokio::task::spawn_blocking(move || probe_segment(&ffprobe, &probe_file))
+                    .await
+                    .context("the ffprobe task failed")??,
+            );
+            let _ = std::fs::remove_file(&file);
+        }
+        stored.push(object);
     }
     let listed = list_keys(&s3, &run.bucket, &format!("{prefix}/")).await?;
     let relative: Vec<String> = listed
@@ -809,12 +844,63 @@ async fn check_output(
     Ok((manifest, checks))
 }
 
-/// Downloads one object, hashing it on the way.
+/// A private temporary directory for the downloaded segments, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn create() -> Result<Scratch> {
+        let dir = std::env::temp_dir().join(format!(
+            "xtask-itest-{}-{}",
+            std::process::id(),
+            random_hex(8)
+        ));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create the directory {}", dir.display()))?;
+        Ok(Scratch(dir))
+    }
+
+    /// Where the copy of a manifest path goes (its file name kept: `000001.mp4`).
+    fn file_for(&self, path: &str) -> PathBuf {
+        self.0.join(path.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("segment"))
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Lists the video packets of a downloaded segment with ffprobe (decode order, no decoding).
+/// `Ok(Err(why))`: ffprobe ran but cannot read the file (a failed check, not an error).
+fn probe_segment(ffprobe: &Path, file: &Path) -> Result<Result<verify::Packets, String>> {
+    let out = std::process::Command::new(ffprobe)
+        .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts,flags"])
+        .args(["-of", "csv=p=0"])
+        .arg(file)
+        .output()
+        .with_context(|| format!("cannot run {}", ffprobe.display()))?;
+    if !out.status.success() {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let why = stderr
+            .lines()
+            .rev()
+            .map(str::trim)
+            .find(|l| !l.is_empty())
+            .map(|l| l.trim_start_matches(&format!("{}: ", file.display())).to_owned())
+            .unwrap_or_else(|| format!("ffprobe exited with {}", out.status));
+        return Ok(Err(why));
+    }
+    Ok(verify::parse_packets(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Downloads one object, hashing it on the way (and writing it to `copy`, when given).
 async fn stored_object(
     s3: &aws_sdk_s3::Client,
     bucket: &str,
     key: &str,
     path: &str,
+    copy: Option<&Path>,
 ) -> Result<Stored> {
     let mut object = match s3.get_object().bucket(bucket).key(key).send().await {
         Ok(o) => o,
@@ -824,6 +910,7 @@ async fn stored_object(
                 bytes: None,
                 sha256: None,
                 meta_sha256: None,
+                packets: None,
             });
         }
         Err(err) => {
@@ -831,6 +918,12 @@ async fn stored_object(
         }
     };
     let meta_sha256 = object.metadata().and_then(|m| m.get("sha256")).cloned();
+    let mut file = match copy {
+        Some(p) => Some(
+            std::fs::File::create(p).with_context(|| format!("cannot create {}", p.display()))?,
+        ),
+        None => None,
+    };
     let mut hasher = Sha256::new();
     let mut bytes = 0u64;
     while let Some(chunk) = object
@@ -841,12 +934,16 @@ async fn stored_object(
     {
         hasher.update(&chunk);
         bytes += chunk.len() as u64;
+        if let (Some(f), Some(p)) = (file.as_mut(), copy) {
+            f.write_all(&chunk).with_context(|| format!("cannot write {}", p.display()))?;
+        }
     }
     Ok(Stored {
         path: path.to_owned(),
         bytes: Some(bytes),
         sha256: Some(source::hex(&hasher.finalize())),
         meta_sha256,
+        packets: None,
     })
 }
 
@@ -1026,6 +1123,28 @@ mod tests {
             a.job_name.len() <= 128
                 && a.job_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
         );
+    }
+
+    /// The real ffprobe on real files (needs ffmpeg: `cargo xtask test` installs it).
+    #[test]
+    fn ffprobe_lists_the_video_packets_of_a_file() {
+        let ffprobe = find_ffprobe().expect("ffprobe on PATH");
+        let fixture = crate::project_root().join(source::FIXTURE);
+        let p = probe_segment(&ffprobe, &fixture).expect("ffprobe runs").expect("a video");
+        // 12 s at 24 fps, closed GOPs with B-frames: no leading pictures; audio not counted.
+        assert_eq!((p.count, p.leading), (288, 0), "{p:?}");
+        assert!(p.starts_on_keyframe(), "{p:?}");
+
+        let scratch = Scratch::create().expect("scratch dir");
+        let text = scratch.file_for("segments/000000.mp4");
+        assert!(text.ends_with("000000.mp4") && text.starts_with(&scratch.0));
+        std::fs::write(&text, "not a video\n").expect("write");
+        let why = probe_segment(&ffprobe, &text).expect("ffprobe runs").expect_err("not a video");
+        assert!(why.contains("Invalid data found"), "{why}");
+        assert!(!why.contains(&scratch.0.display().to_string()), "no temporary path: {why}");
+        let dir = scratch.0.clone();
+        drop(scratch);
+        assert!(!dir.exists(), "the scratch directory is removed");
     }
 
     #[test]

@@ -3,15 +3,21 @@
 //!
 //! Each test has its own project on the test binary's stack (`support::stack()`), created like
 //! Terraform would (`local up --project …`). The failure paths that need no splitter run small
-//! bash jobs on the local Debian base image; the one that does (not a video) deploys the real
-//! image, built from `container/Dockerfile` (BuildKit's cache makes that a few seconds when
-//! `cargo xtask image` already ran on this machine, e.g. in `xtask/tests/image.rs`).
+//! bash jobs on the local Debian base image; the ones that do (not a video, another video, the
+//! fixture's real output) deploy the real image, built from `container/Dockerfile` (BuildKit's
+//! cache makes that a few seconds when `cargo xtask image` already ran on this machine, e.g. in
+//! `xtask/tests/image.rs`). Damaged outputs are planted by a bash job that stands in for the
+//! splitter: it hands the test its output prefix over TCP and succeeds once the test wrote the
+//! files there (a real output, one thing changed).
 
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use aws_sdk_batch::types::{JobDefinitionType, JobStatus};
 use support::{Run, Stack};
@@ -511,4 +517,353 @@ fn another_video_is_probed_and_split_as_asked() {
         relative,
         ["manifest.json", "segments/000000.mp4", "segments/000001.mp4", "segments/000002.mp4"]
     );
+}
+
+#[test]
+fn without_ffprobe_itest_stops_before_touching_anything() {
+    let stack = support::stack();
+    let project = format!("noffprobe{}", std::process::id());
+    let empty = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("empty-path-{project}"));
+    std::fs::create_dir_all(&empty).expect("an empty PATH directory");
+    let run =
+        support::run(stack.xtask().args(["itest", "--project", &project]).env("PATH", &empty));
+    let line = run.assert_one_line_error();
+    assert!(line.contains("itest needs ffprobe on PATH"), "{line}");
+    assert!(line.contains("install ffmpeg (`apt-get install ffmpeg`)"), "{line}");
+    // Before any AWS call: the project has no queue, and that is not what it says.
+    assert!(!line.contains("does not exist"), "{line}");
+    std::fs::remove_dir_all(&empty).expect("cleanup");
+}
+
+/// One file of an output: its path under the output prefix, its bytes and its
+/// `x-amz-meta-sha256` (`None`: stored without it).
+#[derive(Debug, Clone)]
+struct File {
+    path: String,
+    bytes: Vec<u8>,
+    meta_sha256: Option<String>,
+}
+
+/// What the deployed image wrote for the fixture, kept (`itest --keep`) and read back with the
+/// SDK, and what itest printed about it.
+#[derive(Debug)]
+struct RealOutput {
+    stdout: String,
+    manifest: serde_json::Value,
+    /// Every file the manifest lists, in its order (segments, then audio).
+    files: Vec<File>,
+}
+
+fn real_output() -> &'static RealOutput {
+    static OUTPUT: OnceLock<RealOutput> = OnceLock::new();
+    OUTPUT.get_or_init(|| {
+        let project = deployed();
+        let run = {
+            let _heavy = support::docker_lock();
+            project.run(&["itest", "--keep"])
+        };
+        run.assert_success();
+        let stdout = run.stdout();
+        let uri = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("  output     "))
+            .expect("the plan's output line")
+            .trim()
+            .to_owned();
+        let prefix = uri
+            .strip_prefix(&format!("s3://{}/", project.bucket()))
+            .expect("the output is in the bucket")
+            .to_owned();
+        let get = |path: &str| -> (Vec<u8>, Option<String>) {
+            let aws = project.stack.aws();
+            aws.block_on(async {
+                let object = aws
+                    .s3()
+                    .get_object()
+                    .bucket(project.bucket())
+                    .key(format!("{prefix}/{path}"))
+                    .send()
+                    .await
+                    .unwrap_or_else(|e| panic!("get {prefix}/{path}: {e}"));
+                let meta = object.metadata().and_then(|m| m.get("sha256")).cloned();
+                let bytes = object.body.collect().await.expect("download").into_bytes().to_vec();
+                (bytes, meta)
+            })
+        };
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&get("manifest.json").0).expect("manifest JSON");
+        let paths = manifest["segments"]
+            .as_array()
+            .expect("segments")
+            .iter()
+            .chain(manifest["audio"].as_array().expect("audio"))
+            .map(|f| f["path"].as_str().expect("path").to_owned());
+        let files = paths
+            .map(|path| {
+                let (bytes, meta_sha256) = get(&path);
+                File { path, bytes, meta_sha256 }
+            })
+            .collect();
+        RealOutput { stdout, manifest, files }
+    })
+}
+
+/// The checks' lines of an itest report: (ok, name, detail).
+fn check_lines(stdout: &str) -> Vec<(bool, String, String)> {
+    stdout
+        .lines()
+        .filter_map(|l| {
+            let (ok, rest) = match l.strip_prefix("  ok    ") {
+                Some(rest) => (true, rest),
+                None => (false, l.strip_prefix("  FAIL  ")?),
+            };
+            let (name, detail) = rest.split_once("  ").unwrap_or((rest, ""));
+            Some((ok, name.trim().to_owned(), detail.trim().to_owned()))
+        })
+        .collect()
+}
+
+#[test]
+fn the_fixtures_real_segments_pass_ffprobes_count_and_keyframe_checks() {
+    let real = real_output();
+    let checks = check_lines(&real.stdout);
+    let names: Vec<&str> = checks.iter().map(|(_, n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "manifest",
+            "source",
+            "objects",
+            "packets",
+            "keyframes",
+            "segments",
+            "contiguous",
+            "duration",
+            "frames",
+            "audio",
+            "no extras"
+        ],
+        "{}",
+        real.stdout
+    );
+    assert!(checks.iter().all(|(ok, _, _)| *ok), "{}", real.stdout);
+    let detail = |name: &str| &checks.iter().find(|(_, n, _)| n == name).expect("a check").2;
+    // The splitter now writes schema 2 (with pts_digest); the fixture's two segments hold 240
+    // and 48 video packets by ffprobe's count, each starting on a keyframe.
+    assert!(detail("manifest").starts_with("schema 2 (itest reads 1..=2)"), "{}", real.stdout);
+    assert!(real.manifest["segments"][0]["pts_digest"].is_string(), "{}", real.manifest);
+    assert_eq!(
+        detail("packets"),
+        "240 + 48 video packets (ffprobe) = lead-in + frames + trailing of each segment, as the manifest says"
+    );
+    assert_eq!(
+        detail("keyframes"),
+        "each of the 2 segment(s) starts on a keyframe (ffprobe, decode order)"
+    );
+    assert!(detail("objects").contains("x-amz-meta-sha256 too"), "{}", real.stdout);
+    assert!(real.stdout.contains("; 11 checks passed"), "{}", real.stdout);
+    // The files it checked carry their sha256 as metadata (what the metadata check expects).
+    for f in &real.files {
+        assert_eq!(f.meta_sha256.as_deref(), Some(sha256_hex(&f.bytes).as_str()), "{}", f.path);
+    }
+}
+
+#[test]
+fn damage_planted_in_a_real_output_fails_the_check_that_looks_for_it() {
+    let real = real_output();
+    let project = Project::new("itplant");
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the stand-in splitter");
+    let port = listener.local_addr().expect("port").port();
+    // The stand-in splitter: says where its output goes, waits until the test wrote it there.
+    let script = format!(
+        r#"exec 3<>/dev/tcp/127.0.0.1/{port} && printf '%s\n' "$2" >&3 && read -r reply <&3 && [ "$reply" = written ]"#
+    );
+    project.register(
+        &base_image(project.stack),
+        &["bash", "-c", &script, "job", "Ref::input", "Ref::output"],
+    );
+    let segment = |i: usize| &real.manifest["segments"][i];
+    let decoded = |i: usize| {
+        ["lead_in_frames", "frames", "trailing_frames"]
+            .iter()
+            .map(|k| segment(i)[k].as_u64().expect("a count"))
+            .sum::<u64>()
+    };
+    assert_eq!(segment(1)["path"], "segments/000001.mp4");
+    let want = decoded(1);
+
+    // The real output as it is: passes (the stand-in is faithful).
+    let run = plant(&project, &listener, &real.manifest, &real.files);
+    run.assert_success();
+    assert!(run.stdout().contains("; 11 checks passed"), "{}", run.stdout());
+
+    // (a) Segment 1 replaced by a valid video with half its packets, its size, sha256 and
+    // metadata updated everywhere: only ffprobe's count disagrees with the manifest.
+    let half = remux(&project.dir, &real.files[1].bytes, &["-frames:v", &(want / 2).to_string()]);
+    assert_eq!(ffprobe_packets(&project.dir, &half), (want / 2, true), "the planted file");
+    let (manifest, files) = replace(&real.manifest, &real.files, 1, half);
+    let line = plant(&project, &listener, &manifest, &files).assert_one_line_error();
+    assert!(
+        line.contains(&format!(
+            "1 of 11 checks failed (listed above), first `packets`: segments/000001.mp4: {} video \
+             packets (ffprobe), the manifest says {want} ({} lead-in + {} frames + {} trailing)",
+            want / 2,
+            segment(1)["lead_in_frames"],
+            segment(1)["frames"],
+            segment(1)["trailing_frames"]
+        )),
+        "{line}"
+    );
+
+    // (b) Segment 0 stored again, same bytes, without x-amz-meta-sha256.
+    let mut files = real.files.clone();
+    files[0].meta_sha256 = None;
+    let run = plant(&project, &listener, &real.manifest, &files);
+    let line = run.assert_one_line_error();
+    assert!(
+        line.contains(
+            "1 of 11 checks failed (listed above), first `objects`: segments/000000.mp4: no \
+             x-amz-meta-sha256 (the splitter stores every file with its sha256 as metadata)"
+        ),
+        "{line}"
+    );
+    let failed: Vec<String> =
+        check_lines(&run.stdout()).into_iter().filter(|c| !c.0).map(|c| c.1).collect();
+    assert_eq!(failed, ["objects"], "{}", run.stdout());
+
+    // (c) Segment 1 replaced by as many packets as the manifest says, the first not a keyframe
+    // (segment 0 without its first packet).
+    let keyless = remux(
+        &project.dir,
+        &real.files[0].bytes,
+        &["-bsf:v", r"noise=drop=eq(n\,0)", "-frames:v", &want.to_string()],
+    );
+    assert_eq!(ffprobe_packets(&project.dir, &keyless), (want, false), "the planted file");
+    let (manifest, files) = replace(&real.manifest, &real.files, 1, keyless);
+    let line = plant(&project, &listener, &manifest, &files).assert_one_line_error();
+    assert!(
+        line.contains(
+            "1 of 11 checks failed (listed above), first `keyframes`: segments/000001.mp4: its \
+             first video packet is not a keyframe (ffprobe flags `"
+        ),
+        "{line}"
+    );
+    assert_eq!(project.keys(), Vec::<String>::new(), "every run's objects are deleted");
+}
+
+/// Runs itest on the fixture with the stand-in splitter, which gets `files` and then `manifest`
+/// written to its output prefix (with the SDK) before it succeeds.
+fn plant(
+    project: &Project,
+    listener: &TcpListener,
+    manifest: &serde_json::Value,
+    files: &[File],
+) -> support::Run {
+    let _heavy = support::docker_lock();
+    let mut cmd = project.xtask(&["itest", "--timeout", "5m"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let command = format!("{cmd:?}");
+    let mut child = cmd.spawn().expect("run xtask itest");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let deadline = Instant::now() + Duration::from_secs(180);
+    let stream = loop {
+        match listener.accept() {
+            Ok((stream, _)) => break stream,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("accept: {e}"),
+        }
+        if child.try_wait().expect("itest status").is_some() || Instant::now() > deadline {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("itest output");
+            panic!(
+                "the stand-in splitter never called:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    stream.set_nonblocking(false).expect("blocking");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let mut uri = String::new();
+    BufReader::new(&stream).read_line(&mut uri).expect("the output URI");
+    let prefix = uri
+        .trim()
+        .strip_prefix(&format!("s3://{}/", project.bucket()))
+        .unwrap_or_else(|| panic!("not an output in the bucket: {uri}"))
+        .to_owned();
+    let aws = project.stack.aws();
+    let manifest = serde_json::to_vec_pretty(manifest).expect("manifest JSON");
+    let meta = Some(sha256_hex(&manifest));
+    for (path, bytes, meta) in files
+        .iter()
+        .map(|f| (f.path.as_str(), f.bytes.clone(), f.meta_sha256.clone()))
+        .chain([("manifest.json", manifest, meta)])
+    {
+        let mut put = aws
+            .s3()
+            .put_object()
+            .bucket(project.bucket())
+            .key(format!("{prefix}/{path}"))
+            .body(aws_sdk_s3::primitives::ByteStream::from(bytes));
+        if let Some(sha) = meta {
+            put = put.metadata("sha256", sha);
+        }
+        aws.block_on(put.send()).unwrap_or_else(|e| panic!("put {prefix}/{path}: {e}"));
+    }
+    (&stream).write_all(b"written\n").expect("tell the stand-in");
+    let output = child.wait_with_output().expect("itest output");
+    support::Run { command, output }
+}
+
+/// `files[i]` replaced by `bytes`, with the manifest's size and sha256 and the metadata to match.
+fn replace(
+    manifest: &serde_json::Value,
+    files: &[File],
+    i: usize,
+    bytes: Vec<u8>,
+) -> (serde_json::Value, Vec<File>) {
+    let sha = sha256_hex(&bytes);
+    let mut manifest = manifest.clone();
+    manifest["segments"][i]["bytes"] = bytes.len().into();
+    manifest["segments"][i]["sha256"] = sha.clone().into();
+    let mut files = files.to_vec();
+    files[i].meta_sha256 = Some(sha);
+    files[i].bytes = bytes;
+    (manifest, files)
+}
+
+/// The host's ffmpeg, copying the video of `input` with `args` into a new MP4.
+fn remux(dir: &Path, input: &[u8], args: &[&str]) -> Vec<u8> {
+    let (from, to) = (dir.join("remux-in.mp4"), dir.join("remux-out.mp4"));
+    std::fs::write(&from, input).expect("write");
+    let mut cmd = Command::new("ffmpeg");
+    cmd.args(["-hide_banner", "-loglevel", "error", "-y", "-i"])
+        .arg(&from)
+        .args(["-map", "0:v", "-c", "copy"])
+        .args(args)
+        .arg(&to);
+    support::run(&mut cmd).assert_success();
+    std::fs::read(&to).expect("read")
+}
+
+/// Video packets and whether the first is a keyframe, by ffprobe (what the test plants).
+fn ffprobe_packets(dir: &Path, bytes: &[u8]) -> (u64, bool) {
+    let file = dir.join("probe.mp4");
+    std::fs::write(&file, bytes).expect("write");
+    let run = support::run(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=flags"])
+            .args(["-of", "csv=p=0"])
+            .arg(&file),
+    );
+    run.assert_success();
+    let out = run.stdout();
+    let lines: Vec<&str> = out.lines().filter(|l| !l.trim().is_empty()).collect();
+    (lines.len() as u64, lines.first().is_some_and(|l| l.contains('K')))
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -1,9 +1,9 @@
 //! The video itest uploads, and what a correct split of it looks like.
 //!
 //! For the committed fixture (`xtask/fixtures/itest.mp4`) the expectations are written down here
-//! ([`Expect::fixture`]; `xtask/tests/itest.rs` checks them against ffprobe), so the default run
-//! needs no ffmpeg on the machine. Any other `--video` is probed with the host's ffprobe
-//! (packets only, nothing decoded).
+//! ([`Expect::fixture`]; `xtask/tests/itest.rs` checks them against ffprobe), so the fixture is not
+//! probed before a run (ffprobe is still needed afterwards, for the segments: see `verify.rs`).
+//! Any other `--video` is probed with the host's ffprobe (packets only, nothing decoded).
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -153,7 +153,7 @@ fn probe(sh: &Shell, path: &Path) -> Result<Expect> {
     let Some(ffprobe) = crate::tools::find_program("ffprobe") else {
         bail!(
             "--video needs ffprobe on PATH to know what a correct split looks like: install ffmpeg \
-             (`apt-get install ffmpeg`), or run without --video (the fixture needs none)"
+             (`apt-get install ffmpeg`)"
         );
     };
     let streams = cmd!(
