@@ -76,40 +76,36 @@ pub struct Container {
     pub demuxer: &'static str,
 }
 
-/// Containers people feed an upscaler, by signature. Which of them a build reads depends on
-/// its demuxers (the container image's are in `ffmpeg-components.txt`).
+/// Containers people feed an upscaler, by signature: (name, demuxer, bytes at offsets that must
+/// all match). Which of them a build reads depends on its demuxers (the container image's are in
+/// `ffmpeg-components.txt`).
+const SIGNATURES: &[(&str, &str, &[(usize, &[u8])])] = &[
+    ("MP4/MOV", "mov", &[(4, b"ftyp")]),
+    ("MP4/MOV", "mov", &[(4, b"moov")]),
+    ("MP4/MOV", "mov", &[(4, b"mdat")]),
+    ("MP4/MOV", "mov", &[(4, b"wide")]),
+    ("MP4/MOV", "mov", &[(4, b"free")]),
+    ("Matroska/WebM", "matroska", &[(0, b"\x1a\x45\xdf\xa3")]),
+    ("AVI", "avi", &[(0, b"RIFF"), (8, b"AVI ")]),
+    ("MPEG program stream (VOB/MPG)", "mpeg", &[(0, b"\x00\x00\x01\xba")]),
+    ("FLV", "flv", &[(0, b"FLV\x01")]),
+    ("ASF (WMV)", "asf", &[(0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11")]),
+    ("MXF", "mxf", &[(0, b"\x06\x0e\x2b\x34\x02\x05\x01\x01")]),
+    ("Ogg", "ogg", &[(0, b"OggS")]),
+    ("RealMedia", "rm", &[(0, b".RMF")]),
+    ("NUT", "nut", &[(0, b"nut/multimedia container")]),
+    ("IVF", "ivf", &[(0, b"DKIF")]),
+    ("MPEG-TS", "mpegts", &[(0, b"\x47"), (188, b"\x47"), (376, b"\x47")]),
+    ("MPEG-TS (M2TS)", "mpegts", &[(4, b"\x47"), (196, b"\x47"), (388, b"\x47")]),
+];
+
+/// The container of a file, from its first bytes.
 pub fn container_from_magic(head: &[u8]) -> Option<Container> {
-    let c = |name, demuxer| Some(Container { name, demuxer });
     let at = |offset: usize, sig: &[u8]| head.get(offset..offset + sig.len()) == Some(sig);
-    if at(4, b"ftyp") || at(4, b"moov") || at(4, b"mdat") || at(4, b"wide") || at(4, b"free") {
-        c("MP4/MOV", "mov")
-    } else if at(0, b"\x1a\x45\xdf\xa3") {
-        c("Matroska/WebM", "matroska")
-    } else if at(0, b"RIFF") && at(8, b"AVI ") {
-        c("AVI", "avi")
-    } else if at(0, b"\x00\x00\x01\xba") {
-        c("MPEG program stream (VOB/MPG)", "mpeg")
-    } else if at(0, b"FLV\x01") {
-        c("FLV", "flv")
-    } else if at(0, b"\x30\x26\xb2\x75\x8e\x66\xcf\x11") {
-        c("ASF (WMV)", "asf")
-    } else if at(0, b"\x06\x0e\x2b\x34\x02\x05\x01\x01") {
-        c("MXF", "mxf")
-    } else if at(0, b"OggS") {
-        c("Ogg", "ogg")
-    } else if at(0, b".RMF") {
-        c("RealMedia", "rm")
-    } else if at(0, b"nut/multimedia container") {
-        c("NUT", "nut")
-    } else if at(0, b"DKIF") {
-        c("IVF", "ivf")
-    } else if at(0, b"\x47") && at(188, b"\x47") && at(376, b"\x47") {
-        c("MPEG-TS", "mpegts")
-    } else if at(4, b"\x47") && at(196, b"\x47") && at(388, b"\x47") {
-        c("MPEG-TS (M2TS)", "mpegts")
-    } else {
-        None
-    }
+    SIGNATURES
+        .iter()
+        .find(|(_, _, marks)| marks.iter().all(|(offset, sig)| at(*offset, sig)))
+        .map(|(name, demuxer, _)| Container { name, demuxer })
 }
 
 /// Demuxer names from `ffprobe -demuxers` (lines like ` D  mov,mp4,m4a  QuickTime / MOV`).

@@ -3,7 +3,6 @@
 
 mod support;
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use support::*;
@@ -168,15 +167,13 @@ fn nonsense_flags() {
 
 fn fake_tool(dir: &Path, name: &str, version: &str, lavf: &str) -> PathBuf {
     let path = dir.join(name);
-    std::fs::write(
+    write_script(
         &path,
-        format!(
+        &format!(
             "#!/bin/sh\necho '{name} version {version} Copyright (c) 2000-2021 the FFmpeg developers'\n\
              echo 'libavformat    {lavf} / {lavf}'\n"
         ),
-    )
-    .expect("write");
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    );
     path
 }
 

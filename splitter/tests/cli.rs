@@ -129,16 +129,13 @@ fn verify_accepts_a_good_output_and_lists_every_problem() {
 /// has no `setts` filter); the listings the splitter compares against are untouched.
 fn ffmpeg_that_moves_a_timestamp(dir: &std::path::Path) -> PathBuf {
     let path = dir.join("ffmpeg-moves-a-pts");
-    std::fs::write(
+    write_script(
         &path,
         "#!/bin/bash\nargs=()\nprev=\nfor a in \"$@\"; do\n  args+=(\"$a\")\n  \
          if [ \"$prev\" = -f ] && [ \"$a\" = segment ]; then\n    \
          args+=(-bsf:v 'setts=pts=if(eq(N\\,3)\\,PTS+1\\,PTS)')\n  fi\n  prev=$a\ndone\n\
          exec ffmpeg \"${args[@]}\"\n",
-    )
-    .expect("write wrapper");
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    );
     path
 }
 

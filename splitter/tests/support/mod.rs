@@ -394,6 +394,13 @@ pub fn ffprobe_pts_digest(path: &Path) -> String {
     Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Writes an executable script (a stand-in tool).
+pub fn write_script(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}
+
 /// SHA-256 of a file, hex.
 pub fn sha256_file(path: &Path) -> String {
     let mut f = std::fs::File::open(path).expect("open");
