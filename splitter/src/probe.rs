@@ -76,10 +76,13 @@ pub struct Container {
     pub demuxer: &'static str,
 }
 
+/// Bytes at offsets that must all match.
+type Marks = &'static [(usize, &'static [u8])];
+
 /// Containers people feed an upscaler, by signature: (name, demuxer, bytes at offsets that must
 /// all match). Which of them a build reads depends on its demuxers (the container image's are in
 /// `ffmpeg-components.txt`).
-const SIGNATURES: &[(&str, &str, &[(usize, &[u8])])] = &[
+const SIGNATURES: &[(&str, &str, Marks)] = &[
     ("MP4/MOV", "mov", &[(4, b"ftyp")]),
     ("MP4/MOV", "mov", &[(4, b"moov")]),
     ("MP4/MOV", "mov", &[(4, b"mdat")]),
