@@ -4,9 +4,8 @@
 //! local stack: there is no separate code path for "local". When an endpoint is set, S3 uses
 //! path-style addressing (moto and most S3-compatible stores need it).
 //!
-//! This file uses nothing else of the crate: the integration tests include it
-//! (`xtask/tests/support/mod.rs`) so they talk to the local stack through the same clients,
-//! and read its env file the same way.
+//! The integration tests use this module too (`xtask/tests/support/mod.rs`), so they talk to the
+//! local stack through the same clients and read its env file the same way.
 
 use std::future::Future;
 use std::sync::OnceLock;

@@ -156,7 +156,12 @@ impl Itest {
     /// Runs the test; `None` for a dry run.
     pub fn execute(&self, sh: &Shell) -> Result<Option<Outcome>> {
         // Installed like the other tools when missing (as root), else the install command.
-        crate::tools::ensure(sh, &[crate::tools::FFMPEG], crate::tools::Mode::Install, self.dry_run)?;
+        crate::tools::ensure(
+            sh,
+            &[crate::tools::FFMPEG],
+            crate::tools::Mode::Install,
+            self.dry_run,
+        )?;
         let ffprobe = find_ffprobe()?;
         let source = Source::load(sh, self.video.as_deref())?;
         let aws = Aws::load(&self.target.region)?;

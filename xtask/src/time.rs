@@ -1,7 +1,4 @@
 //! UTC timestamps without a date library.
-//!
-//! This file uses nothing else of the crate: `xtask/tests/scan.rs` includes it (next to
-//! `scan/trivy_db.rs`, which uses it) with `#[path]`.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 

@@ -528,8 +528,9 @@ fn without_ffprobe_itest_stops_before_touching_anything() {
     let run =
         support::run(stack.xtask().args(["itest", "--project", &project]).env("PATH", &empty));
     let line = run.assert_one_line_error();
-    assert!(line.contains("itest needs ffprobe on PATH"), "{line}");
-    assert!(line.contains("install ffmpeg (`apt-get install ffmpeg`)"), "{line}");
+    // The tools' own check (it installs as root where apt-get is on PATH; here it is not).
+    assert!(line.contains("missing ffmpeg (`ffprobe` not found)"), "{line}");
+    assert!(line.contains("apt-get install -y --no-install-recommends ffmpeg`"), "{line}");
     // Before any AWS call: the project has no queue, and that is not what it says.
     assert!(!line.contains("does not exist"), "{line}");
     std::fs::remove_dir_all(&empty).expect("cleanup");

@@ -472,11 +472,16 @@ fn bad_situations_give_one_clear_line() {
         .env("SPLITTER_PYTHON", &python));
     let line = out.assert_one_line_error();
     assert!(line.contains("Distribution registry (`docker-registry` not found)"), "{line}");
-    assert!(line.contains("apt-get install -y --no-install-recommends docker-registry`"), "{line}");
+    assert!(
+        line.contains("apt-get install -y --no-install-recommends docker-registry ffmpeg`"),
+        "{line}"
+    );
 
-    // The Docker client missing: the registry on PATH, `docker` not.
-    std::os::unix::fs::symlink("/usr/bin/docker-registry", bin.join("docker-registry"))
-        .expect("symlink");
+    // The Docker client missing: the registry (and ffprobe) on PATH, `docker` not.
+    for program in ["docker-registry", "ffprobe"] {
+        std::os::unix::fs::symlink(format!("/usr/bin/{program}"), bin.join(program))
+            .expect("symlink");
+    }
     let out = run(xtask()
         .args(["local", "up", "--no-install", "--state-dir", &dir_s])
         .env("PATH", &bin)

@@ -17,19 +17,7 @@ use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-
-#[allow(dead_code)]
-#[path = "../src/scan/trivy_db.rs"]
-mod trivy_db;
-
-// What `trivy_db` uses of xtask (as `crate::time`).
-#[allow(dead_code)]
-#[path = "../src/time.rs"]
-mod time;
-
-#[allow(dead_code)]
-#[path = "../src/scan/mirror.rs"]
-mod mirror;
+use xtask::scan::{mirror, trivy_db};
 
 use trivy_db::{Severity, TrivyDb};
 

@@ -13,8 +13,6 @@
 //! Trivy talks plain HTTP to `localhost`/`127.0.0.1` registries by itself. On a machine with
 //! internet, mirror the real DB instead:
 //! `oras copy ghcr.io/aquasecurity/trivy-db:2 REGISTRY/trivy-db:2`.
-//!
-//! This file has no dependencies on the rest of xtask (the tests include it with `#[path]`).
 
 use std::path::Path;
 

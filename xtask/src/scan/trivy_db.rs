@@ -13,9 +13,6 @@
 //!
 //! Debian advisories are keyed by the *source* package (`glibc` covers `libc6` and `libc-bin`),
 //! and Trivy compares versions the Debian way (epochs included: `2:6.3.0` > `6.4.0`).
-//!
-//! This file uses nothing else of xtask but `crate::time` (`xtask/tests/scan.rs` includes both
-//! with `#[path]`).
 
 use std::fmt;
 use std::path::Path;
@@ -27,7 +24,6 @@ use serde_json::json;
 
 use crate::time::rfc3339;
 
-#[path = "bolt.rs"]
 pub mod bolt;
 
 /// The DB schema version Trivy 0.76 expects (`metadata.json` → `Version`).

@@ -278,7 +278,7 @@ fn stack_args(dir: &Path, moto: u16, registry: u16) -> Vec<String> {
 pub fn read_env_file(path: &Path) -> Vec<(String, String)> {
     let text = std::fs::read_to_string(path)
         .unwrap_or_else(|e| panic!("cannot read env file {}: {e}", path.display()));
-    aws::parse_env_file(&text)
+    xtask::aws::parse_env_file(&text)
 }
 
 /// The stack shared by the tests of one test binary: started on first use, stopped by its
@@ -288,8 +288,5 @@ pub fn stack() -> &'static Stack {
     STACK.get_or_init(|| Stack::start("shared"))
 }
 
-/// The SDK clients xtask itself uses (`xtask/src/aws.rs`, included as is).
-#[path = "../../src/aws.rs"]
-#[allow(dead_code)]
-mod aws;
-pub use aws::Aws;
+/// The SDK clients xtask itself uses (`xtask::aws`).
+pub use xtask::aws::Aws;
