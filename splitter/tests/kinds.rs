@@ -324,6 +324,97 @@ fn flv_h264_with_b_frames() {
     assert_audio_same(&out, &manifest, &src, 0);
 }
 
+/// Older WebM: VP8 and Vorbis (the vp8 and vorbis parsers of the components list).
+#[test]
+fn webm_vp8_and_vorbis() {
+    let src = encoded(
+        "vp8-vorbis",
+        "webm",
+        "160x90",
+        "4",
+        "-f lavfi -i sine=sample_rate=44100 -t 4 \
+         -c:v libvpx -deadline realtime -cpu-used 8 -g 25 -c:a libvorbis",
+    );
+    let (out, manifest, _) = split_exact(&src, "webm-vp8", "1");
+    assert_eq!(manifest["source"]["video"]["codec"], "vp8");
+    assert_eq!(manifest["audio"][0]["codec"], "vorbis");
+    assert_audio_same(&out, &manifest, &src, 0);
+}
+
+/// Matroska rips with lossless and DTS audio: FLAC and DTS (the flac and dca parsers).
+#[test]
+fn matroska_flac_and_dts_audio() {
+    let src = encoded(
+        "mkv-flac-dts",
+        "mkv",
+        "160x90",
+        "4",
+        "-f lavfi -i sine=frequency=440:sample_rate=48000 \
+         -f lavfi -i sine=frequency=880:sample_rate=48000 -t 4 \
+         -map 0:v -map 1:a -map 2:a -c:v libx264 -g 25 -pix_fmt yuv420p \
+         -c:a:0 flac -c:a:1 dca -strict -2 -ac:a:1 2 -shortest",
+    );
+    let (out, manifest, _) = split_exact(&src, "mkv-flac-dts", "2");
+    let codecs: Vec<&str> = manifest["audio"]
+        .as_array()
+        .expect("audio")
+        .iter()
+        .filter_map(|a| a["codec"].as_str())
+        .collect();
+    assert_eq!(codecs, ["flac", "dts"]);
+    for i in 0..2 {
+        assert_audio_same(&out, &manifest, &src, i);
+    }
+}
+
+/// Video CD era: MPEG-1 video and MP2 in an MPEG program stream.
+#[test]
+fn mpeg_ps_mpeg1() {
+    let src = encoded(
+        "mpeg1-ps",
+        "mpg",
+        "160x90",
+        "4",
+        "-f lavfi -i sine=sample_rate=44100 -t 4 -c:v mpeg1video -bf 2 -g 25 -c:a mp2 -f mpeg",
+    );
+    let (out, manifest, _) = split_exact(&src, "mpeg1-ps", "1");
+    assert_eq!(manifest["source"]["video"]["codec"], "mpeg1video");
+    assert_audio_same(&out, &manifest, &src, 0);
+}
+
+/// Broadcast captures with LATM-framed AAC in MPEG-TS (the aac_latm parser and decoder).
+#[test]
+fn mpeg_ts_with_latm_aac() {
+    let src = encoded(
+        "ts-latm",
+        "ts",
+        "160x90",
+        "4",
+        "-f lavfi -i sine=sample_rate=48000 -t 4 \
+         -c:v libx264 -g 25 -pix_fmt yuv420p -c:a aac -mpegts_flags latm -f mpegts",
+    );
+    let (out, manifest, _) = split_exact(&src, "ts-latm", "1");
+    assert_eq!(manifest["audio"][0]["codec"], "aac_latm");
+    assert_audio_same(&out, &manifest, &src, 0);
+}
+
+/// PCM audio in a MOV (camera and editing exports): MP4 cannot hold it, so the audio file is a
+/// `.mov` (the mov muxer of the components list).
+#[test]
+fn mov_with_pcm_audio() {
+    let src = encoded(
+        "mov-pcm",
+        "mov",
+        "160x90",
+        "4",
+        "-f lavfi -i sine=sample_rate=48000 -t 4 \
+         -c:v libx264 -g 25 -pix_fmt yuv420p -c:a pcm_s24le",
+    );
+    let (out, manifest, _) = split_exact(&src, "mov-pcm", "2");
+    assert!(manifest["audio"][0]["path"].as_str().is_some_and(|p| p.ends_with(".mov")));
+    assert_audio_same(&out, &manifest, &src, 0);
+}
+
 #[test]
 fn webm_vp9_and_opus() {
     let src = encoded(
