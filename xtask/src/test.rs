@@ -127,13 +127,15 @@ impl Test {
             Step {
                 name: "image-ffmpeg",
                 describe: format!(
-                    "cargo xtask image, then cargo test -p splitter {} {} again with the image's \
+                    "cargo xtask image, then `cargo test -p splitter {}` again with the image's \
                      own /usr/local/bin/ffmpeg and ffprobe (SPLITTER_TEST_FFMPEG/FFPROBE)",
-                    SHIPPED_FFMPEG_SUITES.map(|s| format!("--test {s}")).join(" "),
-                    image_test_args.join(" ")
-                )
-                .trim()
-                .to_owned(),
+                    SHIPPED_FFMPEG_SUITES
+                        .map(|s| format!("--test {s}"))
+                        .into_iter()
+                        .chain(image_test_args.iter().cloned())
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
                 run: Box::new(move |sh| shipped_ffmpeg(sh, &image_test_args)),
             },
         ]
