@@ -1,4 +1,5 @@
-//! The Docker client every command uses, and the calls they share.
+//! The Docker client every command uses, and every call to it: no other module runs `docker`
+//! (builds, inspect, `image_exists`, pull, import, save, login, push, tag, the daemon's version).
 //!
 //! BuildKit builds need `docker buildx build` when the buildx plugin exists; without it only a
 //! client that still has the built-in BuildKit (Docker ≤ 22.x, e.g. Debian's `/usr/bin/docker`
@@ -145,15 +146,32 @@ impl Docker {
         Ok(cmd)
     }
 
-    /// Fails with the next step when the daemon does not answer.
-    pub fn ensure_daemon(&self, sh: &Shell) -> Result<()> {
-        let output = self
-            .cmd(sh)
+    /// `docker version --format {{.Server.Version}}`, run; fails only when the client does not.
+    fn version_output(&self, sh: &Shell) -> Result<std::process::Output> {
+        self.cmd(sh)
             .args(["version", "--format", "{{.Server.Version}}"])
             .quiet()
             .ignore_status()
             .output()
-            .with_context(|| format!("cannot run {}", self.program.display()))?;
+            .with_context(|| format!("cannot run {}", self.program.display()))
+    }
+
+    /// The daemon's version; the error is the client's stderr (or says the client did not run).
+    pub fn server_version(&self, sh: &Shell) -> Result<String> {
+        let output = self.version_output(sh)?;
+        if !output.status.success() {
+            bail!("{}", String::from_utf8_lossy(&output.stderr).trim());
+        }
+        let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+        if version.is_empty() {
+            bail!("`docker version` printed no server version");
+        }
+        Ok(version)
+    }
+
+    /// Fails with the next step when the daemon does not answer.
+    pub fn ensure_daemon(&self, sh: &Shell) -> Result<()> {
+        let output = self.version_output(sh)?;
         if output.status.success() {
             return Ok(());
         }
@@ -262,6 +280,25 @@ impl Docker {
             .args(["push", reference])
             .run()
             .with_context(|| format!("docker push {reference} failed (see the output above)"))
+    }
+
+    /// `docker import --change CHANGE - IMAGE`: an image from the root file system tar read from
+    /// `tar` (e.g. another process's stdout). Returns the client's exit status; the caller judges
+    /// it together with the tar producer's.
+    pub fn import(
+        &self,
+        sh: &Shell,
+        tar: impl Into<std::process::Stdio>,
+        change: &str,
+        image: &str,
+    ) -> Result<std::process::ExitStatus> {
+        let mut import: std::process::Command =
+            self.cmd(sh).args(["import", "--change", change, "-", image]).into();
+        import
+            .stdin(tar)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .context("cannot run docker import")
     }
 
     /// `docker tag SOURCE TARGET`.

@@ -117,7 +117,7 @@ impl Image {
             Some(base) => base.clone(),
             None => default_base_image(&root)?,
         };
-        ensure_base_image(sh, &docker, &base)?;
+        pull_base_if_missing(sh, &docker, &base)?;
         if revision.dirty {
             eprintln!(
                 "note: the work tree has uncommitted changes: tagging {}; `cargo xtask push` refuses \
@@ -304,7 +304,7 @@ fn default_base_image(root: &Path) -> Result<String> {
 }
 
 /// The base must be local or pullable; offline machines need a locally built one.
-fn ensure_base_image(sh: &Shell, docker: &Docker, base: &str) -> Result<()> {
+fn pull_base_if_missing(sh: &Shell, docker: &Docker, base: &str) -> Result<()> {
     if docker.image_exists(sh, base)? {
         return Ok(());
     }

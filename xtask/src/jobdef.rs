@@ -1,6 +1,7 @@
-//! Batch job definition revisions for `deploy` and `rollback`: the registrable properties of a
+//! Batch job definition revisions: finding them (the latest ACTIVE one, every one: for `deploy`,
+//! `rollback`, `itest`, `pipeline` and the local stack), the registrable properties of a
 //! described revision, the change between two revisions, and registering one (with the diff,
-//! `--dry-run`, the prod confirmation and the outputs both commands share).
+//! `--dry-run`, the prod confirmation and the outputs `deploy` and `rollback` share).
 //!
 //! A new revision is built field by field from `DescribeJobDefinitions` ([`Properties`]): every
 //! field `RegisterJobDefinition` accepts is carried over, the read-only ones (ARN, revision,
@@ -290,9 +291,34 @@ pub async fn latest_active(
     batch: &aws_sdk_batch::Client,
     target: &Target,
 ) -> Result<JobDefinition> {
-    crate::infra::latest_active_job_definition(batch, &target.job_definition())
+    find_latest_active(batch, &target.job_definition())
         .await?
         .ok_or_else(|| no_active_error(target))
+}
+
+/// The latest ACTIVE revision of a job definition, if any.
+pub async fn find_latest_active(
+    batch: &aws_sdk_batch::Client,
+    name: &str,
+) -> Result<Option<JobDefinition>> {
+    let mut pages = batch
+        .describe_job_definitions()
+        .job_definition_name(name)
+        .status("ACTIVE")
+        .into_paginator()
+        .send();
+    let mut latest: Option<JobDefinition> = None;
+    while let Some(page) = pages.next().await {
+        let page = page
+            .map_err(sdk_error)
+            .with_context(|| format!("cannot describe job definition {name}"))?;
+        for def in page.job_definitions() {
+            if latest.as_ref().is_none_or(|l| def.revision() > l.revision()) {
+                latest = Some(def.clone());
+            }
+        }
+    }
+    Ok(latest)
 }
 
 /// Every revision of the job definition, ACTIVE and INACTIVE, oldest first.
@@ -405,7 +431,7 @@ impl Change {
                 revision - 1
             );
         }
-        let latest = aws.block_on(crate::infra::latest_active_job_definition(&batch, &name))?;
+        let latest = aws.block_on(find_latest_active(&batch, &name))?;
         match latest {
             Some(l) if l.revision().unwrap_or(0) > revision => {
                 let image = l.container_properties().and_then(|c| c.image()).unwrap_or("?");

@@ -27,7 +27,7 @@ use crate::config::{Env, LocalStack, Target};
 use crate::docker::{shell_quote, short_id};
 use crate::itest::{self, Itest};
 use crate::scan::trivy_db::Severity;
-use crate::{deploy, ecr, image, infra, local, push, scan, tools};
+use crate::{deploy, ecr, image, jobdef, local, push, scan, tools};
 
 /// Tools the stages after `local up` need that `local up` does not install: Trivy (scan) and
 /// curl (publishing the offline Trivy DB to the stack's registry).
@@ -486,7 +486,7 @@ async fn ecr_digest(aws: &Aws, target: &Target, tag: &str) -> Result<Option<Stri
 }
 
 async fn latest_revision(aws: &Aws, target: &Target) -> Result<Option<i32>> {
-    let def = infra::latest_active_job_definition(&aws.batch(), &target.job_definition()).await?;
+    let def = jobdef::find_latest_active(&aws.batch(), &target.job_definition()).await?;
     Ok(def.and_then(|d| d.revision()))
 }
 

@@ -23,6 +23,7 @@ use clap::{Args, Subcommand};
 use xshell::{Cmd, Shell, cmd};
 
 use crate::build_record::BuildRecord;
+use crate::docker::Docker;
 use crate::shown;
 use report::{Gate, Report};
 
@@ -133,8 +134,64 @@ impl Scan {
         if let Some(Action::OfflineDb(cmd)) = self.action {
             return cmd.run(sh);
         }
+        // 1. What to scan and how: the gate, the ignore file, the image, the directories.
         let severities = Gate::parse_severities(&self.severity).map_err(anyhow::Error::msg)?;
         let gate = Gate { severities, include_unfixed: self.include_unfixed };
+        let ignorefile = self.ignorefile(sh)?;
+        let image = self.image()?;
+        let xtask_dir = crate::xtask_dir();
+        let out_dir = xtask_dir.join("scan");
+        let cache_dir = match &self.cache_dir {
+            Some(dir) => sh.current_dir().join(dir),
+            None => xtask_dir.join("trivy-cache"),
+        };
+        if self.dry_run {
+            self.print_commands(sh, &image, &cache_dir, &ignorefile, &out_dir);
+            return Ok(());
+        }
+
+        // 2. Trivy runs, Docker has the image; stale reports go.
+        let version = trivy_version(sh, &self.trivy)?;
+        check_docker(sh, &image)?;
+        std::fs::create_dir_all(&out_dir)
+            .with_context(|| format!("cannot create {}", out_dir.display()))?;
+        for file in [JSON_REPORT, SARIF_REPORT, SBOM, SUMMARY, TRIVY_LOG] {
+            remove_if_exists(&out_dir.join(file))?;
+        }
+
+        // 3. The one Trivy run: the JSON report, read here.
+        eprintln!("Scanning {image} with Trivy {version} (DB cache: {})", shown(&cache_dir));
+        let started = Instant::now();
+        let report = self.scan_to_json(sh, &image, &cache_dir, &ignorefile, &out_dir)?;
+
+        // 4. SARIF and the SBOM, converted from that JSON.
+        self.convert_reports(sh, &out_dir)?;
+
+        // 5. The summary, then the gate.
+        let ignore_shown = shown(&ignorefile);
+        print!("{}", report::summary_text(&report, &gate, &ignore_shown));
+        println!(
+            "Reports in {}: {JSON_REPORT}, {SARIF_REPORT} (all findings), {SBOM} ({:.1} s)",
+            shown(&out_dir),
+            started.elapsed().as_secs_f64()
+        );
+        let markdown = report::summary_markdown(&report, &gate, &ignore_shown);
+        std::fs::write(out_dir.join(SUMMARY), &markdown)
+            .with_context(|| format!("cannot write {}", out_dir.join(SUMMARY).display()))?;
+        crate::gha::append_step_summary(&markdown)?;
+        if let Some(verdict) = gate.verdict(&report) {
+            bail!(
+                "vulnerability gate failed: {verdict} in {image} (listed above, SARIF in {}): \
+                 update the base image or packages, or accept a CVE in {}",
+                shown(&out_dir.join(SARIF_REPORT)),
+                ignore_shown
+            );
+        }
+        Ok(())
+    }
+
+    /// Step 1: the ignore file, which must exist.
+    fn ignorefile(&self, sh: &Shell) -> Result<PathBuf> {
         let ignorefile = match &self.ignorefile {
             Some(path) => sh.current_dir().join(path),
             None => crate::project_root().join("container").join(".trivyignore"),
@@ -146,42 +203,49 @@ impl Scan {
                 ignorefile.display()
             );
         }
-        let image = match &self.image {
+        Ok(ignorefile)
+    }
+
+    /// Step 1: the image, `--image` or the build record's.
+    fn image(&self) -> Result<String> {
+        Ok(match &self.image {
             Some(image) => image.clone(),
             None => {
                 let record = BuildRecord::load()?;
                 if record.tags.is_empty() { record.image_id } else { record.image_ref() }
             }
-        };
-        let xtask_dir = crate::xtask_dir();
-        let out_dir = xtask_dir.join("scan");
-        let cache_dir = match &self.cache_dir {
-            Some(dir) => sh.current_dir().join(dir),
-            None => xtask_dir.join("trivy-cache"),
-        };
-        let scan = self.scan_cmd(sh, &image, &cache_dir, &ignorefile, &out_dir.join(JSON_REPORT));
-        if self.dry_run {
-            println!("{scan}");
-            for (format, file) in [("sarif", SARIF_REPORT), ("cyclonedx", SBOM)] {
-                let json = out_dir.join(JSON_REPORT);
-                println!("{}", self.convert_cmd(sh, format, &out_dir.join(file), &json));
-            }
-            return Ok(());
-        }
+        })
+    }
 
-        let version = trivy_version(sh, &self.trivy)?;
-        check_docker(sh, &image)?;
-        std::fs::create_dir_all(&out_dir)
-            .with_context(|| format!("cannot create {}", out_dir.display()))?;
-        for file in [JSON_REPORT, SARIF_REPORT, SBOM, SUMMARY, TRIVY_LOG] {
-            remove_if_exists(&out_dir.join(file))?;
+    /// `--dry-run`: the Trivy commands, not run.
+    fn print_commands(
+        &self,
+        sh: &Shell,
+        image: &str,
+        cache_dir: &Path,
+        ignorefile: &Path,
+        out_dir: &Path,
+    ) {
+        let json = out_dir.join(JSON_REPORT);
+        println!("{}", self.scan_cmd(sh, image, cache_dir, ignorefile, &json));
+        for (format, file) in [("sarif", SARIF_REPORT), ("cyclonedx", SBOM)] {
+            println!("{}", self.convert_cmd(sh, format, &out_dir.join(file), &json));
         }
+    }
 
-        eprintln!("Scanning {image} with Trivy {version} (DB cache: {})", shown(&cache_dir));
-        let started = Instant::now();
+    /// Step 3: runs Trivy into a partial JSON report (its stderr in the log), reads the report
+    /// and only then gives it its name. A failed run is explained and left in the step summary.
+    fn scan_to_json(
+        &self,
+        sh: &Shell,
+        image: &str,
+        cache_dir: &Path,
+        ignorefile: &Path,
+        out_dir: &Path,
+    ) -> Result<Report> {
         let json_path = out_dir.join(JSON_REPORT);
         let partial = partial_path(&json_path);
-        let scan = self.scan_cmd(sh, &image, &cache_dir, &ignorefile, &partial);
+        let scan = self.scan_cmd(sh, image, cache_dir, ignorefile, &partial);
         let out = scan.output().with_context(|| trivy_missing(&self.trivy))?;
         let log_path = out_dir.join(TRIVY_LOG);
         std::fs::write(&log_path, &out.stderr)
@@ -189,7 +253,7 @@ impl Scan {
         if !out.status.success() {
             let _ = std::fs::remove_file(&partial);
             let stderr = String::from_utf8_lossy(&out.stderr);
-            let why = explain_failure(&stderr, &self, &cache_dir, &image, &log_path);
+            let why = explain_failure(&stderr, self, cache_dir, image, &log_path);
             let markdown = format!("### ⚠️ Trivy could not scan `{image}`\n\n{why}\n");
             crate::gha::append_step_summary(&markdown)?;
             bail!("{why}");
@@ -201,7 +265,12 @@ impl Scan {
         })?;
         std::fs::rename(&partial, &json_path)
             .with_context(|| format!("cannot write {}", json_path.display()))?;
+        Ok(report)
+    }
 
+    /// Step 4: SARIF and the CycloneDX SBOM from the JSON report, each named once complete.
+    fn convert_reports(&self, sh: &Shell, out_dir: &Path) -> Result<()> {
+        let json_path = out_dir.join(JSON_REPORT);
         for (format, file) in [("sarif", SARIF_REPORT), ("cyclonedx", SBOM)] {
             let path = out_dir.join(file);
             let partial = partial_path(&path);
@@ -216,27 +285,6 @@ impl Scan {
             }
             std::fs::rename(&partial, &path)
                 .with_context(|| format!("cannot write {}", path.display()))?;
-        }
-
-        let ignore_shown = shown(&ignorefile);
-        print!("{}", report::summary_text(&report, &gate, &ignore_shown));
-        println!(
-            "Reports in {}: {JSON_REPORT}, {SARIF_REPORT} (all findings), {SBOM} ({:.1} s)",
-            shown(&out_dir),
-            started.elapsed().as_secs_f64()
-        );
-        let markdown = report::summary_markdown(&report, &gate, &ignore_shown);
-        std::fs::write(out_dir.join(SUMMARY), &markdown)
-            .with_context(|| format!("cannot write {}", out_dir.join(SUMMARY).display()))?;
-        crate::gha::append_step_summary(&markdown)?;
-
-        if let Some(verdict) = gate.verdict(&report) {
-            bail!(
-                "vulnerability gate failed: {verdict} in {image} (listed above, SARIF in {}): \
-                 update the base image or packages, or accept a CVE in {}",
-                shown(&out_dir.join(SARIF_REPORT)),
-                ignore_shown
-            );
         }
         Ok(())
     }
@@ -319,25 +367,15 @@ fn trivy_missing(trivy: &Path) -> String {
 /// The Docker daemon answers and has `image`.
 fn check_docker(sh: &Shell, image: &str) -> Result<()> {
     let host = std::env::var("DOCKER_HOST").unwrap_or_else(|_| "the default socket".into());
-    let server_version = "{{.Server.Version}}";
-    let out = cmd!(sh, "docker version --format {server_version}")
-        .quiet()
-        .ignore_status()
-        .output()
+    let docker = Docker::detect(sh)
         .context("docker CLI not found on PATH: install Docker (apt-get install docker.io)")?;
-    if !out.status.success() {
+    if docker.server_version(sh).is_err() {
         bail!(
             "Docker daemon not reachable at {host}: start it (`sudo systemctl start docker`, or \
              `dockerd &`) or fix DOCKER_HOST, then rerun"
         );
     }
-    let id = "{{.Id}}";
-    let inspect = cmd!(sh, "docker image inspect --format {id} {image}")
-        .quiet()
-        .ignore_status()
-        .output()
-        .context("cannot run docker")?;
-    if !inspect.status.success() {
+    if !docker.image_exists(sh, image).context("cannot run docker")? {
         bail!(
             "image {image} is not in the local Docker daemon: build it with `cargo xtask image` \
              (or pass --image with a local image)"

@@ -71,7 +71,7 @@ impl Test {
                     // The tests' image builds need it; built once here rather than by the
                     // first test that happens to ask.
                     let base = config::local_base_image(config::DEFAULT_PROJECT);
-                    local::ensure_base_image(sh, &base, &crate::xtask_dir().join("base"), dry)
+                    local::build_debootstrap_base(sh, &base, &crate::xtask_dir().join("base"), dry)
                 }),
             },
             Step {

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
+use crate::docker::Docker;
 use crate::proc;
 
 // The pins, each written once (macros, so `concat!` can build the requirement strings).
@@ -330,18 +331,13 @@ pub fn docker_server_version(sh: &Shell) -> Result<String, String> {
     if !on_path("docker") {
         return Err("the `docker` client is not installed".to_owned());
     }
-    let format = "{{.ServerVersion}}";
-    match cmd!(sh, "docker info --format {format}").quiet().ignore_stderr().output() {
-        Ok(out) if out.status.success() => {
-            let v = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            if v.is_empty() {
-                Err("`docker info` printed no server version".to_owned())
-            } else {
-                Ok(v)
-            }
-        }
-        Ok(_) | Err(_) => Err("`docker info` failed".to_owned()),
-    }
+    let docker = Docker::detect(sh).map_err(|e| format!("{e:#}"))?;
+    server_version(sh, &docker)
+}
+
+/// The version `docker` reports for the daemon, or "`docker version` failed".
+fn server_version(sh: &Shell, docker: &Docker) -> Result<String, String> {
+    docker.server_version(sh).map_err(|_| "`docker version` failed".to_owned())
 }
 
 /// Makes sure Docker Engine answers: starts `dockerd` in the background (log in `log_dir`) when
@@ -384,9 +380,10 @@ pub fn ensure_docker(sh: &Shell, log_dir: &Path, dry_run: bool) -> Result<String
     let pid =
         proc::spawn_detached(cmd!(sh, "dockerd").into(), &log).context("cannot start dockerd")?;
     eprintln!("started dockerd (pid {pid}, log {})", log.display());
+    let docker = Docker::detect(sh)?;
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(version) = docker_server_version(sh) {
+        if let Ok(version) = server_version(sh, &docker) {
             return Ok(version);
         }
         if !proc::alive(pid, "") {

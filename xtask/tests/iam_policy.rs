@@ -222,7 +222,7 @@ fn pascal(snake: &str) -> String {
 
 #[test]
 fn every_sdk_operation_in_the_deploy_commands_sources_is_allowed() {
-    // What the deploy role runs; `local up` (local.rs, infra.rs) needs admin rights and is
+    // What the deploy role runs; `local up` (local.rs, local/) needs admin rights and is
     // deliberately left out, like Terraform's own calls.
     let sources = ["push", "deploy", "rollback", "itest", "pipeline", "ecr", "jobdef", "gha"];
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_batch::types::{JobDefinitionType, JobStatus};
 use support::{Run, Stack};
+use xtask::itest::CHECKS;
 
 /// A test's own project on the shared stack.
 #[derive(Debug)]
@@ -629,24 +630,7 @@ fn the_fixtures_real_segments_pass_ffprobes_count_and_keyframe_checks() {
     let real = real_output();
     let checks = check_lines(&real.stdout);
     let names: Vec<&str> = checks.iter().map(|(_, n, _)| n.as_str()).collect();
-    assert_eq!(
-        names,
-        [
-            "manifest",
-            "source",
-            "objects",
-            "packets",
-            "keyframes",
-            "segments",
-            "contiguous",
-            "duration",
-            "frames",
-            "audio",
-            "no extras"
-        ],
-        "{}",
-        real.stdout
-    );
+    assert_eq!(names, CHECKS, "{}", real.stdout);
     assert!(checks.iter().all(|(ok, _, _)| *ok), "{}", real.stdout);
     let detail = |name: &str| &checks.iter().find(|(_, n, _)| n == name).expect("a check").2;
     // The splitter now writes schema 2 (with pts_digest); the fixture's two segments hold 240

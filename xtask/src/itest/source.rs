@@ -2,7 +2,7 @@
 //!
 //! For the committed fixture (`xtask/fixtures/itest.mp4`) the expectations are written down here
 //! ([`Expect::fixture`]; `xtask/tests/itest.rs` checks them against ffprobe), so the fixture is not
-//! probed before a run (ffprobe is still needed afterwards, for the segments: see `verify.rs`).
+//! probed before a run (ffprobe is still needed afterwards, for the segments: see `output.rs`).
 //! Any other `--video` is probed with the host's ffprobe (packets only, nothing decoded).
 
 use std::io::Read;
