@@ -30,20 +30,35 @@ In GitHub Actions the new revision's ARN, number and image URI are also written 
 (job-definition-arn, job-definition-revision, image-uri).")]
 pub struct Deploy {
     #[command(flatten)]
-    target: Target,
+    pub(crate) target: Target,
     /// Image tag to deploy (the full git SHA pushed by `cargo xtask push`) [default: the build
     /// record's tag].
     #[arg(long, value_name = "SHA")]
-    tag: Option<String>,
-    /// Register a new revision even when the latest one already runs this image.
+    pub(crate) tag: Option<String>,
+    #[command(flatten)]
+    pub(crate) register: RegisterFlags,
+}
+
+/// The flags `deploy` and `rollback` share: whether and how the new revision is registered
+/// ([`Rules`]).
+#[derive(Debug, Clone, Default, Args)]
+pub(crate) struct RegisterFlags {
+    /// Register a new revision even when the latest one already is what it would register
+    /// (deploy: runs that image; rollback: has the target's properties).
     #[arg(long)]
-    force: bool,
-    /// Show the diff; register nothing.
+    pub(crate) force: bool,
+    /// Show the diff; register (and move) nothing.
     #[arg(long)]
-    dry_run: bool,
-    /// Confirm a prod deploy.
+    pub(crate) dry_run: bool,
+    /// Confirm a prod deploy or rollback.
     #[arg(long)]
-    yes: bool,
+    pub(crate) yes: bool,
+}
+
+impl RegisterFlags {
+    pub(crate) fn rules(&self) -> Rules {
+        Rules { dry_run: self.dry_run, yes: self.yes, force: self.force }
+    }
 }
 
 impl Deploy {
@@ -66,11 +81,7 @@ impl Deploy {
         let aws = Aws::load(&self.target.region)?;
         let registry = Registry::from_env(&aws)?;
         let change = aws.block_on(plan(&aws, &registry, &self.target, &tag))?;
-        change.apply(
-            &aws,
-            &self.target,
-            Rules { dry_run: self.dry_run, yes: self.yes, force: self.force },
-        )?;
+        change.apply(&aws, &self.target, self.register.rules())?;
         Ok(())
     }
 }

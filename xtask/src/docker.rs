@@ -16,6 +16,8 @@ use anyhow::{Context, Result, bail};
 use serde_json::Value;
 use xshell::{Cmd, Shell, cmd};
 
+use crate::dry_run::DryRun;
+
 /// How BuildKit builds are started.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BuildMode {
@@ -26,7 +28,7 @@ pub enum BuildMode {
 }
 
 /// Environment variables and leading arguments of a build command.
-pub type BuildPrefix = (Vec<(&'static str, &'static str)>, Vec<String>);
+type BuildPrefix = (Vec<(&'static str, &'static str)>, Vec<String>);
 
 /// A Docker client and how it builds.
 #[derive(Debug, Clone)]
@@ -128,15 +130,16 @@ impl Docker {
     }
 
     /// The start of a BuildKit build command (`buildx build --load` or `build` with
-    /// `DOCKER_BUILDKIT=1`), as the environment and the arguments, for running or printing.
-    pub fn build_prefix(&self) -> Result<BuildPrefix> {
+    /// `DOCKER_BUILDKIT=1`), as the environment and the arguments.
+    fn build_prefix(&self) -> Result<BuildPrefix> {
         Ok(match self.build_mode()? {
             BuildMode::Buildx => (vec![], vec!["buildx".into(), "build".into(), "--load".into()]),
             BuildMode::BuiltinBuildKit => (vec![("DOCKER_BUILDKIT", "1")], vec!["build".into()]),
         })
     }
 
-    /// A BuildKit build command with `args` after the prefix.
+    /// A BuildKit build command with `args` after the prefix, for running or printing
+    /// ([`crate::dry_run::command_line`]).
     pub fn build_cmd<'a>(&self, sh: &'a Shell, args: &[String]) -> Result<Cmd<'a>> {
         let (envs, prefix) = self.build_prefix()?;
         let mut cmd = self.cmd(sh).args(prefix).args(args);
@@ -263,22 +266,29 @@ impl Docker {
             .with_context(|| format!("cannot save {reference} to {}", tar.display()))
     }
 
-    /// `docker login` with the password on stdin, never on the command line or in a log.
-    pub fn login(&self, sh: &Shell, registry: &str, user: &str, password: &str) -> Result<()> {
-        self.cmd(sh)
+    /// `docker login` with the password on stdin, never on the command line or in a log (nor in
+    /// what a dry run prints).
+    pub fn login(
+        &self,
+        sh: &Shell,
+        dry: DryRun,
+        registry: &str,
+        user: &str,
+        password: &str,
+    ) -> Result<()> {
+        let login = self
+            .cmd(sh)
             .args(["login", "--username", user, "--password-stdin", registry])
             .stdin(password)
             .quiet()
-            .ignore_stdout()
-            .run()
+            .ignore_stdout();
+        dry.run(login)
             .with_context(|| format!("docker login to {registry} failed: check the credentials"))
     }
 
     /// `docker push` of one reference (progress on the terminal).
-    pub fn push(&self, sh: &Shell, reference: &str) -> Result<()> {
-        self.cmd(sh)
-            .args(["push", reference])
-            .run()
+    pub fn push(&self, sh: &Shell, dry: DryRun, reference: &str) -> Result<()> {
+        dry.run(self.cmd(sh).args(["push", reference]))
             .with_context(|| format!("docker push {reference} failed (see the output above)"))
     }
 
@@ -302,11 +312,8 @@ impl Docker {
     }
 
     /// `docker tag SOURCE TARGET`.
-    pub fn tag(&self, sh: &Shell, source: &str, target: &str) -> Result<()> {
-        self.cmd(sh)
-            .args(["tag", source, target])
-            .quiet()
-            .run()
+    pub fn tag(&self, sh: &Shell, dry: DryRun, source: &str, target: &str) -> Result<()> {
+        dry.run(self.cmd(sh).args(["tag", source, target]).quiet())
             .with_context(|| format!("cannot tag {source} as {target}"))
     }
 }
@@ -382,8 +389,8 @@ pub fn short_id(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-/// Quotes a word for a POSIX shell when it needs it (`--dry-run` output, the local stack's env
-/// file).
+/// Quotes a word for a POSIX shell when it needs it ([`crate::dry_run::command_line`], the local
+/// stack's env file).
 pub fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty()
         && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,%^".contains(c));

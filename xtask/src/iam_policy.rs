@@ -16,17 +16,25 @@
 //! (`xtask/tests/iam_policy.rs`) runs push, deploy, rollback (and itest) that way.
 //! `cargo xtask local up` is not in the policy: creating the resources is Terraform's job (or an
 //! administrator's, locally).
+//!
+//! The documents are built in `iam_policy/documents.rs`, the check is `iam_policy/check.rs`.
 
-use std::collections::BTreeSet;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use serde_json::{Value, json};
+use serde_json::json;
 use xshell::Shell;
 
 use crate::aws::{Aws, sdk_error};
-use crate::config::{BATCH_LOG_GROUP, Target};
+use crate::config::Target;
+
+mod check;
+mod documents;
+
+use check::check_calls;
+pub use check::{allowing_statement, iam_action};
+pub use documents::{partition, permissions_policy, trust_policy};
 
 /// Where `cargo xtask itest` puts its runs in the environment's bucket (`itest/{stamp}-{random}`):
 /// the deploy role may touch no other object there.
@@ -126,250 +134,6 @@ pub fn role_name(target: &Target) -> String {
     format!("{}-splitter-deploy-{}", target.project, target.env)
 }
 
-/// The ARN partition of a region.
-pub fn partition(region: &str) -> &'static str {
-    if region.starts_with("cn-") {
-        "aws-cn"
-    } else if region.starts_with("us-gov-") {
-        "aws-us-gov"
-    } else {
-        "aws"
-    }
-}
-
-/// The permissions policy of the deploy role of `target`'s environment.
-pub fn permissions_policy(target: &Target, account: &str) -> Value {
-    let p = partition(&target.region);
-    let region = &target.region;
-    let arn =
-        |service: &str, resource: &str| format!("arn:{p}:{service}:{region}:{account}:{resource}");
-    let repository = arn("ecr", &format!("repository/{}", target.ecr_repository()));
-    let jobdef = target.job_definition();
-    let jobdefs = [
-        arn("batch", &format!("job-definition/{jobdef}")),
-        arn("batch", &format!("job-definition/{jobdef}:*")),
-    ];
-    let queue = arn("batch", &format!("job-queue/{}", target.job_queue()));
-    let bucket = target.bucket();
-    // Batch's awslogs streams are `{job definition}/default/{job id}`.
-    let log_streams = arn("logs", &format!("log-group:{BATCH_LOG_GROUP}:log-stream:{jobdef}/*"));
-    let job_role = format!("arn:{p}:iam::{account}:role/{}", target.job_role());
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                // push: the registry login. AWS has no resource-level permission for it.
-                "Sid": "EcrLogin",
-                "Effect": "Allow",
-                "Action": ["ecr:GetAuthorizationToken"],
-                "Resource": "*"
-            },
-            {
-                // push (docker push: layer upload + PutImage; xtask: tags with PutImage, reads
-                // manifests, starts the scan), deploy/rollback (the tag exists, `latest` moves).
-                "Sid": "EcrRepository",
-                "Effect": "Allow",
-                "Action": [
-                    "ecr:BatchCheckLayerAvailability",
-                    "ecr:BatchGetImage",
-                    "ecr:CompleteLayerUpload",
-                    "ecr:DescribeImages",
-                    "ecr:DescribeRepositories",
-                    "ecr:InitiateLayerUpload",
-                    "ecr:PutImage",
-                    "ecr:StartImageScan",
-                    "ecr:UploadLayerPart"
-                ],
-                "Resource": repository
-            },
-            {
-                // deploy/rollback/itest read revisions, queues and jobs: Batch's Describe and
-                // List actions have no resource-level permissions.
-                "Sid": "BatchRead",
-                "Effect": "Allow",
-                "Action": [
-                    "batch:DescribeJobDefinitions",
-                    "batch:DescribeJobQueues",
-                    "batch:DescribeJobs",
-                    "batch:ListJobs"
-                ],
-                "Resource": "*"
-            },
-            {
-                // deploy/rollback: a new revision of this job definition, with its tags.
-                "Sid": "BatchRegister",
-                "Effect": "Allow",
-                "Action": ["batch:RegisterJobDefinition", "batch:TagResource"],
-                "Resource": jobdefs
-            },
-            {
-                // itest: submit to this queue with this job definition only.
-                "Sid": "BatchSubmit",
-                "Effect": "Allow",
-                "Action": ["batch:SubmitJob"],
-                "Resource": [queue, jobdefs[0], jobdefs[1]]
-            },
-            {
-                // itest: stop its own job when it times out (job ids are not known in advance).
-                "Sid": "BatchTerminate",
-                "Effect": "Allow",
-                "Action": ["batch:TerminateJob"],
-                "Resource": arn("batch", "job/*")
-            },
-            {
-                // Registering a revision hands the job role to Batch; no other role.
-                "Sid": "PassJobRole",
-                "Effect": "Allow",
-                "Action": ["iam:PassRole"],
-                "Resource": job_role,
-                "Condition": {"StringEquals": {"iam:PassedToService": "batch.amazonaws.com"}}
-            },
-            {
-                // itest: the bucket exists (HeadBucket) and lists its run's output. Objects
-                // outside its prefix stay out of reach (next statement).
-                "Sid": "ItestBucket",
-                "Effect": "Allow",
-                "Action": ["s3:ListBucket"],
-                "Resource": format!("arn:{p}:s3:::{bucket}")
-            },
-            {
-                "Sid": "ItestObjects",
-                "Effect": "Allow",
-                "Action": ["s3:AbortMultipartUpload", "s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
-                "Resource": format!("arn:{p}:s3:::{bucket}/{ITEST_PREFIX}*")
-            },
-            {
-                // itest: the failed job's log tail.
-                "Sid": "JobLogs",
-                "Effect": "Allow",
-                "Action": ["logs:GetLogEvents"],
-                "Resource": log_streams
-            }
-        ]
-    })
-}
-
-/// The trust policy: GitHub's OIDC provider, for this repository's GitHub environment named
-/// like `target`'s environment (the workflow runs every AWS job in one).
-pub fn trust_policy(target: &Target, account: &str, repo: &str) -> Value {
-    let p = partition(&target.region);
-    json!({
-        "Version": "2012-10-17",
-        "Statement": [{
-            "Sid": "GitHubActionsEnvironment",
-            "Effect": "Allow",
-            "Principal": {"Federated": format!("arn:{p}:iam::{account}:oidc-provider/{GITHUB_OIDC_HOST}")},
-            "Action": "sts:AssumeRoleWithWebIdentity",
-            "Condition": {
-                "StringEquals": {
-                    format!("{GITHUB_OIDC_HOST}:aud"): "sts.amazonaws.com",
-                    format!("{GITHUB_OIDC_HOST}:sub"): format!("repo:{repo}:environment:{}", target.env)
-                }
-            }
-        }]
-    })
-}
-
-/// The IAM action an SDK call needs, from the operation metadata the recorder writes
-/// (`Service:Operation`). `Ok(None)`: the call needs no permission.
-pub fn iam_action(service: &str, operation: &str) -> Result<Option<String>> {
-    let prefix = match service {
-        "ECR" => "ecr",
-        "Batch" => "batch",
-        "CloudWatch Logs" => "logs",
-        "IAM" => "iam",
-        "S3" => "s3",
-        // GetCallerIdentity needs no permission (AWS: "no permissions are required").
-        "STS" if operation == "GetCallerIdentity" => return Ok(None),
-        "STS" => "sts",
-        other => bail!(
-            "AWS service {other:?} ({operation}) is unknown to iam-policy: add its IAM prefix to iam_policy::iam_action"
-        ),
-    };
-    // S3's IAM actions are not named after its operations.
-    let action = match (prefix, operation) {
-        ("s3", "ListObjectsV2" | "ListObjects" | "HeadBucket") => "ListBucket",
-        ("s3", "HeadObject" | "GetObject" | "GetObjectAttributes") => "GetObject",
-        (
-            "s3",
-            "PutObject"
-            | "CreateMultipartUpload"
-            | "UploadPart"
-            | "CompleteMultipartUpload"
-            | "CopyObject",
-        ) => "PutObject",
-        ("s3", "DeleteObjects") => "DeleteObject",
-        (_, op) => op,
-    };
-    Ok(Some(format!("{prefix}:{action}")))
-}
-
-/// The `Sid` of the first Allow statement of `policy` that grants `action`.
-pub fn allowing_statement(policy: &Value, action: &str) -> Option<String> {
-    let statements = policy["Statement"].as_array()?;
-    statements.iter().find_map(|s| {
-        if s["Effect"] != "Allow" {
-            return None;
-        }
-        let actions: Vec<&str> = match &s["Action"] {
-            Value::String(a) => vec![a.as_str()],
-            Value::Array(list) => list.iter().filter_map(Value::as_str).collect(),
-            _ => vec![],
-        };
-        actions
-            .iter()
-            .any(|pattern| action_matches(pattern, action))
-            .then(|| s["Sid"].as_str().unwrap_or("(no Sid)").to_owned())
-    })
-}
-
-/// IAM action matching: case-insensitive, `*` matches any run of characters.
-fn action_matches(pattern: &str, action: &str) -> bool {
-    fn go(p: &[u8], a: &[u8]) -> bool {
-        match p.split_first() {
-            None => a.is_empty(),
-            Some((b'*', rest)) => (0..=a.len()).any(|i| go(rest, &a[i..])),
-            Some((c, rest)) => {
-                a.first().is_some_and(|x| x.eq_ignore_ascii_case(c)) && go(rest, &a[1..])
-            }
-        }
-    }
-    go(pattern.as_bytes(), action.as_bytes())
-}
-
-/// Prints each distinct recorded call with the action and statement that allows it; fails
-/// naming every call the policy does not allow.
-fn check_calls(policy: &Value, recorded: &str) -> Result<()> {
-    let calls: BTreeSet<&str> = recorded.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
-    if calls.is_empty() {
-        bail!("no AWS calls recorded: run xtask commands with XTASK_RECORD_AWS_CALLS=FILE first");
-    }
-    let mut denied = Vec::new();
-    for call in &calls {
-        let (service, operation) = call
-            .split_once(':')
-            .with_context(|| format!("recorded line {call:?} is not `Service:Operation`"))?;
-        match iam_action(service, operation)? {
-            None => println!("{call:40} (needs no permission)"),
-            Some(action) => match allowing_statement(policy, &action) {
-                Some(sid) => println!("{call:40} {action:32} {sid}"),
-                None => {
-                    println!("{call:40} {action:32} NOT ALLOWED");
-                    denied.push(action);
-                }
-            },
-        }
-    }
-    if !denied.is_empty() {
-        bail!(
-            "the deploy role's policy does not allow {}: add them to iam_policy::permissions_policy",
-            denied.join(", ")
-        );
-    }
-    println!("{} distinct calls, all allowed", calls.len());
-    Ok(())
-}
-
 /// The `repository` URL of the workspace's Cargo.toml (`[workspace.package]`).
 fn workspace_repository() -> Option<String> {
     let text = std::fs::read_to_string(crate::project_root().join("Cargo.toml")).ok()?;
@@ -421,118 +185,6 @@ fn caller_account(region: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Env;
-
-    fn target(env: Env, region: &str) -> Target {
-        Target { project: "upscaler".into(), env, region: region.into() }
-    }
-
-    #[test]
-    fn recorded_calls_map_to_iam_actions() {
-        let map = |s, o| iam_action(s, o).expect("known service");
-        assert_eq!(map("ECR", "PutImage").as_deref(), Some("ecr:PutImage"));
-        assert_eq!(
-            map("Batch", "RegisterJobDefinition").as_deref(),
-            Some("batch:RegisterJobDefinition")
-        );
-        assert_eq!(map("CloudWatch Logs", "GetLogEvents").as_deref(), Some("logs:GetLogEvents"));
-        assert_eq!(map("S3", "ListObjectsV2").as_deref(), Some("s3:ListBucket"));
-        assert_eq!(map("S3", "HeadObject").as_deref(), Some("s3:GetObject"));
-        assert_eq!(map("S3", "UploadPart").as_deref(), Some("s3:PutObject"));
-        assert_eq!(map("S3", "DeleteObjects").as_deref(), Some("s3:DeleteObject"));
-        assert_eq!(map("STS", "GetCallerIdentity"), None);
-        let err = iam_action("Lambda", "Invoke").expect_err("unknown service");
-        assert!(err.to_string().contains("unknown to iam-policy"), "{err}");
-    }
-
-    #[test]
-    fn action_patterns_match_like_iam() {
-        assert!(action_matches("ecr:PutImage", "ecr:putimage"));
-        assert!(action_matches("ecr:*", "ecr:PutImage"));
-        assert!(action_matches("s3:Get*", "s3:GetObject"));
-        assert!(!action_matches("ecr:Put*", "ecr:GetAuthorizationToken"));
-        assert!(!action_matches("ecr:PutImage", "ecr:PutImageScanningConfiguration"));
-    }
-
-    #[test]
-    fn every_resource_is_the_environments_own_unless_aws_has_none() {
-        let policy = permissions_policy(&target(Env::Staging, "eu-west-1"), "111122223333");
-        let text = policy.to_string();
-        assert!(
-            text.contains(
-                "arn:aws:ecr:eu-west-1:111122223333:repository/upscaler-splitter-staging-ecr"
-            ),
-            "{text}"
-        );
-        assert!(text.contains(
-            "arn:aws:batch:eu-west-1:111122223333:job-definition/upscaler-splitter-job-staging:*"
-        ));
-        assert!(text.contains(
-            "arn:aws:batch:eu-west-1:111122223333:job-queue/upscaler-splitter-queue-staging"
-        ));
-        assert!(text.contains("arn:aws:s3:::upscaler-splitter-staging-data/itest/*"));
-        assert!(
-            text.contains("log-group:/aws/batch/job:log-stream:upscaler-splitter-job-staging/*")
-        );
-        assert!(!text.contains("-dev") && !text.contains("-prod"), "{text}");
-        for s in policy["Statement"].as_array().expect("statements") {
-            if s["Resource"] == "*" {
-                let actions: Vec<&str> = s["Action"]
-                    .as_array()
-                    .expect("list")
-                    .iter()
-                    .filter_map(Value::as_str)
-                    .collect();
-                // AWS: no resource-level permissions for these.
-                assert!(
-                    actions.iter().all(|a| *a == "ecr:GetAuthorizationToken"
-                        || a.starts_with("batch:Describe")
-                        || a.starts_with("batch:List")),
-                    "{actions:?} on *"
-                );
-            }
-        }
-        let pass = policy["Statement"]
-            .as_array()
-            .expect("statements")
-            .iter()
-            .find(|s| s["Action"][0] == "iam:PassRole")
-            .expect("PassRole statement");
-        assert_eq!(
-            pass["Resource"],
-            "arn:aws:iam::111122223333:role/upscaler-splitter-job-role-staging"
-        );
-        assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"], "batch.amazonaws.com");
-    }
-
-    #[test]
-    fn trust_is_one_repository_environment_and_partitions_follow_the_region() {
-        let trust = trust_policy(&target(Env::Prod, "cn-north-1"), "111122223333", "acme/splitter");
-        let s = &trust["Statement"][0];
-        assert_eq!(
-            s["Principal"]["Federated"],
-            "arn:aws-cn:iam::111122223333:oidc-provider/token.actions.githubusercontent.com"
-        );
-        let cond = &s["Condition"]["StringEquals"];
-        assert_eq!(
-            cond["token.actions.githubusercontent.com:sub"],
-            "repo:acme/splitter:environment:prod"
-        );
-        assert_eq!(cond["token.actions.githubusercontent.com:aud"], "sts.amazonaws.com");
-        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
-        assert_eq!(partition("us-east-1"), "aws");
-    }
-
-    #[test]
-    fn checking_calls_names_what_is_missing() {
-        let policy = permissions_policy(&target(Env::Dev, "us-east-1"), "111122223333");
-        assert!(
-            check_calls(&policy, "ECR:PutImage\nSTS:GetCallerIdentity\nS3:ListObjectsV2\n").is_ok()
-        );
-        let err = check_calls(&policy, "ECR:PutImage\nECR:DeleteRepository\n").expect_err("denied");
-        assert!(err.to_string().contains("does not allow ecr:DeleteRepository"), "{err}");
-        assert!(check_calls(&policy, "\n").is_err());
-    }
 
     #[test]
     fn repositories_and_accounts_are_validated() {

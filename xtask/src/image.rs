@@ -13,7 +13,7 @@ use clap::{Args, Subcommand};
 use xshell::Shell;
 
 use crate::build_record::BuildRecord;
-use crate::docker::{BuildMode, Docker, ImageInfo, shell_quote, short_id};
+use crate::docker::{BuildMode, Docker, ImageInfo, short_id};
 use crate::git::Revision;
 
 mod handoff;
@@ -21,6 +21,8 @@ mod handoff;
 const DOCKERFILE: &str = "container/Dockerfile";
 /// The build secret with the host's CA bundle (see the Dockerfile's splitter-build stage).
 const CA_SECRET: &str = "build-ca";
+/// `--platform`'s default.
+pub(crate) const DEFAULT_PLATFORM: &str = "linux/amd64";
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -41,27 +43,27 @@ pub struct Image {
     action: Option<Action>,
     /// Project prefix: the image is `{project}-splitter:{git sha}`.
     #[arg(long, env = "PROJECT_NAME", default_value = "upscaler")]
-    project: String,
+    pub(crate) project: String,
     /// Target platform.
-    #[arg(long, default_value = "linux/amd64")]
-    platform: String,
+    #[arg(long, default_value = DEFAULT_PLATFORM)]
+    pub(crate) platform: String,
     /// Debian trixie image the build stages start from [default: the pinned debian:trixie-slim
     /// in container/Dockerfile]. No network? `cargo xtask local up` builds one.
     #[arg(long, env = "SPLITTER_BASE_IMAGE", value_name = "IMAGE")]
-    base_image: Option<String>,
+    pub(crate) base_image: Option<String>,
     /// Ignore the layer cache: rebuild every stage (also refreshes Debian security updates).
     #[arg(long)]
-    no_cache: bool,
+    pub(crate) no_cache: bool,
     /// External cache to import, passed to `--cache-from` (repeatable), e.g. `type=gha`
     /// (`type=…` needs buildx; a plain image reference works without).
     #[arg(long, value_name = "SPEC")]
-    cache_from: Vec<String>,
+    pub(crate) cache_from: Vec<String>,
     /// Cache to export, passed to `--cache-to`, e.g. `type=gha,mode=max` (needs buildx).
     #[arg(long, value_name = "SPEC")]
-    cache_to: Option<String>,
+    pub(crate) cache_to: Option<String>,
     /// Print the exact build command and exit without building.
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 /// Moving a built image between machines (CI jobs).
@@ -80,7 +82,7 @@ impl Image {
         Image {
             action: None,
             project: crate::config::DEFAULT_PROJECT.to_owned(),
-            platform: "linux/amd64".to_owned(),
+            platform: DEFAULT_PLATFORM.to_owned(),
             base_image,
             no_cache: false,
             cache_from: Vec::new(),
@@ -101,8 +103,10 @@ impl Image {
         let base_image = self.base_image.clone().filter(|b| !b.trim().is_empty());
         let plan = self.plan(&docker, &revision, base_image.as_deref(), ca_bundle().as_deref())?;
 
+        let build = docker.build_cmd(sh, &plan.args)?;
         if self.dry_run {
-            println!("{}", plan.command_line(&docker)?);
+            // The bare command line (not `[dry-run] would run: …`): it is this command's output.
+            println!("{}", crate::dry_run::command_line(build));
             return Ok(());
         }
 
@@ -127,7 +131,7 @@ impl Image {
         }
 
         let started = Instant::now();
-        docker.build_cmd(sh, &plan.args)?.run().map_err(|_| {
+        build.run().map_err(|_| {
             anyhow::anyhow!(
                 "docker build of {} failed (see the build output above): fix the failing step, or \
                  rerun with --no-cache if a cached layer is stale",
@@ -232,18 +236,6 @@ struct BuildPlan {
     version: String,
     /// Arguments after `docker build` / `docker buildx build --load`.
     args: Vec<String>,
-}
-
-impl BuildPlan {
-    /// The command as a shell line (run from the workspace root).
-    fn command_line(&self, docker: &Docker) -> Result<String> {
-        let (envs, prefix) = docker.build_prefix()?;
-        let mut words: Vec<String> = envs.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        words.push(docker.program().display().to_string());
-        words.extend(prefix);
-        words.extend(self.args.iter().cloned());
-        Ok(words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" "))
-    }
 }
 
 /// What the Dockerfile promises, checked on the result: the revision label, a non-root user, the

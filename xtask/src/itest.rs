@@ -50,9 +50,9 @@ use xshell::Shell;
 
 use crate::aws::{Aws, sdk_error};
 use crate::config::{PLACEHOLDER_TAG, Target};
+use crate::dry_run::DryRun;
 use crate::shown;
-// `--timeout`'s parser and printer (`pipeline` takes its own `--timeout` through these).
-pub(crate) use crate::time::{format_duration, parse_duration};
+use crate::time::{format_duration, parse_duration};
 use manifest::Manifest;
 use preflight::{Plan, preflight};
 use source::Source;
@@ -234,18 +234,17 @@ impl Itest {
         }
         println!("  timeout    {} (then TerminateJob)", format_duration(self.timeout));
         println!("  ffprobe    {} (lists each segment's video packets)", ffprobe.display());
-        if self.dry_run {
-            println!("  [dry-run] would upload {} to {}", shown(&source.path), run.input_uri());
-            println!(
-                "  [dry-run] would submit job {} and watch it, then check the output and {}",
-                run.job_name,
-                if self.keep {
-                    "keep it (--keep)".to_owned()
-                } else {
-                    format!("delete s3://{}/{}/", run.bucket, run.prefix)
-                }
-            );
-        }
+        let dry = DryRun::new(self.dry_run).nested();
+        dry.would(format_args!("upload {} to {}", shown(&source.path), run.input_uri()));
+        dry.would(format_args!(
+            "submit job {} and watch it, then check the output and {}",
+            run.job_name,
+            if self.keep {
+                "keep it (--keep)".to_owned()
+            } else {
+                format!("delete s3://{}/{}/", run.bucket, run.prefix)
+            }
+        ));
     }
 
     /// A job definition that still runs the placeholder image is refused (a note on a dry run).

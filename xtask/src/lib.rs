@@ -7,9 +7,10 @@
 //! (`cargo xtask local up`) is the only difference between local and real AWS.
 //!
 //! This library is the whole of xtask; the `xtask` binary (`main.rs`) only parses the command line
-//! (`flags.rs`) and runs the command. The command modules are public for it, [`aws`] and
-//! [`scan::trivy_db`] / [`scan::mirror`] for the integration tests (`xtask/tests/`), which talk to
-//! the local stack and build Trivy DBs with the same code; the rest stays inside the crate.
+//! (`flags.rs`) and runs the command. The command modules are public for it, [`aws`],
+//! [`proc`] and [`scan::trivy_db`] / [`scan::mirror`] for the integration tests (`xtask/tests/`),
+//! which talk to the local stack, wait for its processes and build Trivy DBs with the same code;
+//! the rest stays inside the crate.
 
 // The docs are for xtask's contributors, and link into the `pub(crate)` helpers on purpose
 // (`cargo doc -p xtask --document-private-items` renders those links).
@@ -20,6 +21,7 @@ pub(crate) mod build_record;
 pub(crate) mod config;
 pub mod deploy;
 pub(crate) mod docker;
+pub(crate) mod dry_run;
 pub(crate) mod ecr;
 pub(crate) mod gha;
 pub(crate) mod git;
@@ -30,14 +32,13 @@ pub(crate) mod jobdef;
 pub mod local;
 pub(crate) mod lookup;
 pub mod pipeline;
-pub(crate) mod proc;
+pub mod proc;
 pub mod push;
 pub mod rollback;
 pub mod scan;
 pub mod test;
 pub(crate) mod time;
 pub(crate) mod tools;
-pub(crate) mod workflow_lint;
 
 use std::path::{Path, PathBuf};
 

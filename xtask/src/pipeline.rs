@@ -2,10 +2,13 @@
 //! order, stopping at the first failure with the stage named; `--local` first brings the local
 //! stack up. The README's main command: `cargo xtask pipeline --local`.
 //!
-//! Each stage is the very command a user would type (`cargo xtask image --project … …`): its
-//! argument list is parsed by the command's own clap definition and its `run` is called in this
-//! process (no `cargo xtask` subprocess). So flags, defaults and errors are the individual
-//! commands', and the summary can print the equivalent command lines.
+//! Each stage is a command's own `run`, called in this process (no `cargo xtask` subprocess) on
+//! the command's typed arguments (`image::Image`, `scan::Scan`, `push::Push`, `deploy::Deploy`,
+//! `itest::Itest`), so errors are the individual commands'. Each stage's header shows the
+//! equivalent command line, made from those arguments (`command_line`); a unit test parses every
+//! such line back with the command's own clap definition, so a shown line means what the stage
+//! runs. `local up` alone is still parsed from its argument list (its arguments are private to
+//! `local`).
 //!
 //! With `--local`, after `local up` the stack's env file is applied to this process
 //! ([`crate::aws::set_env_overlay`]: the endpoint, dummy credentials and the local registry), the
@@ -13,8 +16,8 @@
 //! What each stage did is read back afterwards (build record, scan report, ECR tags, job
 //! definition revisions), so the summary shows what is, not what was intended.
 
-use std::fmt::Write as _;
-use std::path::PathBuf;
+use std::fmt::{Display, Write as _};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -24,10 +27,16 @@ use xshell::Shell;
 use crate::aws::Aws;
 use crate::build_record::BuildRecord;
 use crate::config::{Env, LocalStack, Target};
+use crate::deploy::{Deploy, RegisterFlags};
 use crate::docker::{shell_quote, short_id};
-use crate::itest::{self, Itest};
+use crate::dry_run::DryRun;
+use crate::image::Image;
+use crate::itest::Itest;
+use crate::push::Push;
+use crate::scan::Scan;
 use crate::scan::trivy_db::Severity;
-use crate::{deploy, ecr, image, jobdef, local, push, scan, tools};
+use crate::time::{format_duration, parse_duration};
+use crate::{ecr, image, jobdef, local, scan, tools};
 
 /// Tools the stages after `local up` need that `local up` does not install: Trivy (scan) and
 /// curl (publishing the offline Trivy DB to the stack's registry).
@@ -39,6 +48,9 @@ const LOCAL_EXTRA_TOOLS: &[tools::Tool] = &[
         install: tools::Install::Apt("curl"),
     },
 ];
+
+/// `itest --log-lines`' default.
+const ITEST_LOG_LINES: usize = 40;
 
 /// The stages `--skip` can name, in pipeline order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -110,7 +122,7 @@ pub struct Pipeline {
     #[arg(long, value_name = "PATH")]
     video: Option<PathBuf>,
     /// itest: terminate the job and fail after this long.
-    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = itest::parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
     timeout: Duration,
     /// itest: keep the run's S3 objects.
     #[arg(long)]
@@ -136,6 +148,55 @@ struct Facts {
     itest: Option<String>,
 }
 
+/// The stages run so far: their rows, the `[n/total]` counter, what `--skip` leaves out.
+#[derive(Debug)]
+struct Progress {
+    rows: Vec<Row>,
+    n: usize,
+    total: usize,
+    skip: Vec<Stage>,
+}
+
+impl Progress {
+    /// Runs `stage` (see [`Progress::step`]) unless `--skip` names it.
+    fn stage(
+        &mut self,
+        stage: Stage,
+        line: &str,
+        f: impl FnOnce() -> Result<String>,
+    ) -> Result<()> {
+        if !self.skip.contains(&stage) {
+            return self.step(stage.name(), line, f);
+        }
+        self.n += 1;
+        println!("\n==> [{}/{}] {}: skipped (--skip)", self.n, self.total, stage.name());
+        let result = Ok("skipped (--skip)".to_owned());
+        self.rows.push(Row { name: stage.name(), seconds: None, result });
+        Ok(())
+    }
+
+    /// Runs one step under a header showing its command line, timed; its result goes in the
+    /// summary, and a failure stops the pipeline with the step named.
+    fn step(
+        &mut self,
+        name: &'static str,
+        line: &str,
+        f: impl FnOnce() -> Result<String>,
+    ) -> Result<()> {
+        self.n += 1;
+        println!("\n==> [{}/{}] {name}: {line}", self.n, self.total);
+        let started = Instant::now();
+        let result = f();
+        let seconds = Some(started.elapsed().as_secs_f64());
+        let failed = result.is_err();
+        self.rows.push(Row { name, seconds, result: result.map_err(|e| format!("{e:#}")) });
+        if failed {
+            return Err(stopped(name, &self.rows));
+        }
+        Ok(())
+    }
+}
+
 impl Pipeline {
     pub fn run(self, sh: &Shell) -> Result<()> {
         if self.target.env == Env::Prod
@@ -148,264 +209,356 @@ impl Pipeline {
                  to build, scan and push only)"
             );
         }
-        let mut rows: Vec<Row> = Vec::new();
+        let mut progress = Progress {
+            rows: Vec::new(),
+            n: 0,
+            total: 5 + usize::from(self.local),
+            skip: self.skip.clone(),
+        };
         let mut facts = Facts::default();
         let started = Instant::now();
-        let result = self.stages(sh, &mut rows, &mut facts);
-        print_summary(&self, &rows, &facts, started.elapsed());
+        let result = self.stages(sh, &mut progress, &mut facts);
+        print_summary(&self, &progress.rows, &facts, started.elapsed());
         result
     }
 
-    fn stages(&self, sh: &Shell, rows: &mut Vec<Row>, facts: &mut Facts) -> Result<()> {
-        let t = &self.target;
-        let common = vec![
-            "--project".to_owned(),
-            t.project.clone(),
-            "--env".to_owned(),
-            t.env.to_string(),
-            "--region".to_owned(),
-            t.region.clone(),
-        ];
-        let stack_args = vec![
-            "--moto-port".to_owned(),
-            self.stack.moto_port.to_string(),
-            "--registry-port".to_owned(),
-            self.stack.registry_port.to_string(),
-            "--state-dir".to_owned(),
-            self.stack.state_dir().display().to_string(),
-        ];
-        let total = 5 + usize::from(self.local);
-        let mut n = 0;
+    /// The stages in order, each a function named for it; the first failure stops them.
+    fn stages(&self, sh: &Shell, p: &mut Progress, facts: &mut Facts) -> Result<()> {
+        let dry = DryRun::new(self.dry_run);
         let mut base_image = self.base_image.clone().filter(|b| !b.trim().is_empty());
-        let mut db_repository = self.db_repository.clone();
 
+        // 0. With --local: the stack, whose env file the later stages then use.
         if self.local {
-            n += 1;
-            let mut argv = args(&["local", "up"]);
-            argv.extend(stack_args.clone());
-            argv.extend(common.clone());
-            if let Some(b) = &base_image {
-                argv.extend(args(&["--base-image", b]));
-            }
-            if self.no_install {
-                argv.push("--no-install".to_owned());
-            }
-            if self.dry_run {
-                argv.push("--dry-run".to_owned());
-            }
-            header(n, total, "local", &argv);
-            let r = timed(|| {
-                parse::<local::Local>(&argv)?.run(sh)?;
-                // What the later stages need besides the stack's own tools.
-                let mode =
-                    if self.no_install { tools::Mode::CheckOnly } else { tools::Mode::Install };
-                tools::ensure(sh, LOCAL_EXTRA_TOOLS, mode, self.dry_run)?;
-                if self.dry_run {
-                    return Ok("dry run".to_owned());
-                }
-                let env_file = self.stack.env_file();
-                let text = std::fs::read_to_string(&env_file).with_context(|| {
-                    format!("`local up` wrote no env file at {}", env_file.display())
-                })?;
-                let vars = crate::aws::parse_env_file(&text);
-                let var = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
-                let endpoint =
-                    var("AWS_ENDPOINT_URL").context("the env file has no AWS_ENDPOINT_URL")?;
-                let registry = var(ecr::LOCAL_REGISTRY_VAR)
-                    .context("the env file has no SPLITTER_LOCAL_REGISTRY")?;
-                if base_image.is_none() {
-                    base_image = var("SPLITTER_BASE_IMAGE");
-                }
-                crate::aws::set_env_overlay(vars)?;
-                Ok(format!("moto {endpoint}, registry {registry}"))
-            });
-            if !record(rows, "local", r)? {
-                return Err(stopped("local", rows));
-            }
+            let argv = self.local_up_argv(base_image.as_deref());
+            p.step("local", &xtask_line(&argv), || self.local_up(sh, &argv, &mut base_image))?;
         }
 
-        // image
-        n += 1;
-        let mut argv = args(&["image", "--project", &t.project]);
-        if let Some(b) = &base_image {
+        // 1. image
+        let image = self.image_args(base_image);
+        p.stage(Stage::Image, &image.command_line(), || build_image(sh, image))?;
+
+        // 2. scan (with --local, from the offline DB mirrored into the stack's registry)
+        let (scan, mirror) = self.scan_args();
+        let line = scan.command_line();
+        p.stage(Stage::Scan, &line, || scan_image(sh, dry, scan, mirror.as_deref()))?;
+
+        // 3. push
+        let push = self.push_args();
+        let line = push.command_line();
+        p.stage(Stage::Push, &line, || in_process(dry, &line, || push_image(sh, push, facts)))?;
+
+        // 4. deploy
+        let deploy = self.deploy_args();
+        let line = deploy.command_line();
+        p.stage(Stage::Deploy, &line, || {
+            in_process(dry, &line, || deploy_image(sh, deploy, facts))
+        })?;
+
+        // 5. itest
+        let itest = self.itest_args();
+        let line = itest.command_line();
+        let result = p
+            .stage(Stage::Itest, &line, || in_process(dry, &line, || run_itest(sh, &itest, facts)));
+        if result.is_err() {
+            facts.itest = Some("FAILED".to_owned());
+        }
+        result
+    }
+
+    /// Stage 0's command: `local up` on the pipeline's stack and target.
+    fn local_up_argv(&self, base_image: Option<&str>) -> Vec<String> {
+        let t = &self.target;
+        let stack = &self.stack;
+        let mut argv = args(&["local", "up"]);
+        argv.extend(args(&["--moto-port", &stack.moto_port.to_string()]));
+        argv.extend(args(&["--registry-port", &stack.registry_port.to_string()]));
+        argv.extend(args(&["--state-dir", &stack.state_dir().display().to_string()]));
+        argv.extend(args(&[
+            "--project",
+            &t.project,
+            "--env",
+            t.env.as_str(),
+            "--region",
+            &t.region,
+        ]));
+        if let Some(b) = base_image {
             argv.extend(args(&["--base-image", b]));
         }
-        if self.no_cache {
-            argv.push("--no-cache".to_owned());
+        if self.no_install {
+            argv.push("--no-install".to_owned());
         }
         if self.dry_run {
             argv.push("--dry-run".to_owned());
         }
-        if !self.stage(sh, rows, n, total, Stage::Image, &argv, |sh| {
-            parse::<image::Image>(&argv)?.run(sh)?;
-            if self.dry_run {
-                return Ok("dry run".to_owned());
-            }
-            let record = BuildRecord::load()?;
-            Ok(format!(
-                "{} ({}, {:.1} MB)",
-                record.image_ref(),
-                short(&record.image_id),
-                record.size_bytes as f64 / 1e6
-            ))
-        })? {
-            return Err(stopped("image", rows));
-        }
-
-        // scan
-        n += 1;
-        let registry = crate::aws::env_var(ecr::LOCAL_REGISTRY_VAR);
-        let mirror = self.local && db_repository.is_none();
-        if mirror {
-            let host = registry.clone().unwrap_or_else(|| self.stack.registry());
-            db_repository =
-                Some(format!("{host}/{}:{}", scan::mirror::DB_REPOSITORY, scan::mirror::DB_TAG));
-        }
-        let mut argv = args(&["scan"]);
-        if let Some(repo) = &db_repository {
-            argv.extend(args(&["--db-repository", repo]));
-        }
-        if !self.stage(sh, rows, n, total, Stage::Scan, &argv, |sh| {
-            if mirror {
-                let host = registry.clone().unwrap_or_else(|| self.stack.registry());
-                if self.dry_run {
-                    println!("[dry-run] would publish the offline Trivy DB to {host}");
-                } else {
-                    let tmp =
-                        sh.create_temp_dir().context("cannot create a temporary directory")?;
-                    scan::trivy_db::TrivyDb::offline().write(tmp.path())?;
-                    let reference = scan::mirror::publish_db(sh, &host, tmp.path())?;
-                    println!("offline vulnerability DB published as {reference}");
-                }
-            }
-            if self.dry_run {
-                println!("[dry-run] would run: {}", command_line(&argv));
-                return Ok("dry run".to_owned());
-            }
-            parse::<scan::Scan>(&argv)?.run(sh)?;
-            Ok(scan_result())
-        })? {
-            return Err(stopped("scan", rows));
-        }
-
-        // push
-        n += 1;
-        let mut argv = args(&["push"]);
-        argv.extend(common.clone());
-        if self.allow_dirty {
-            argv.push("--allow-dirty".to_owned());
-        }
-        if !self.stage(sh, rows, n, total, Stage::Push, &argv, |sh| {
-            if self.dry_run {
-                println!("[dry-run] would run: {}", command_line(&argv));
-                return Ok("dry run".to_owned());
-            }
-            let tag = BuildRecord::load()?.tags.first().cloned().unwrap_or_default();
-            let aws = Aws::load(&t.region)?;
-            let before = aws.block_on(ecr_digest(&aws, t, &tag))?;
-            parse::<push::Push>(&argv)?.run(sh)?;
-            let after = aws
-                .block_on(ecr_digest(&aws, t, &tag))?
-                .with_context(|| format!("ECR has no tag {tag} after the push"))?;
-            facts.digest = Some(after.clone());
-            Ok(if before.as_deref() == Some(after.as_str()) {
-                format!("{} already in ECR: nothing uploaded", short(&after))
-            } else {
-                format!("{} pushed as {}", short(&after), short_tag(&tag))
-            })
-        })? {
-            return Err(stopped("push", rows));
-        }
-
-        // deploy
-        n += 1;
-        let mut argv = args(&["deploy"]);
-        argv.extend(common.clone());
-        if self.yes {
-            argv.push("--yes".to_owned());
-        }
-        if !self.stage(sh, rows, n, total, Stage::Deploy, &argv, |sh| {
-            if self.dry_run {
-                println!("[dry-run] would run: {}", command_line(&argv));
-                return Ok("dry run".to_owned());
-            }
-            let aws = Aws::load(&t.region)?;
-            let before = aws.block_on(latest_revision(&aws, t))?;
-            parse::<deploy::Deploy>(&argv)?.run(sh)?;
-            let after = aws.block_on(latest_revision(&aws, t))?;
-            facts.revision = after.map(|r| format!("{}:{r}", t.job_definition()));
-            Ok(match (before, after) {
-                (Some(b), Some(a)) if a == b => {
-                    format!("revision {a} already runs it: nothing registered")
-                }
-                (b, Some(a)) => format!(
-                    "registered revision {a}{}",
-                    b.map(|b| format!(" (was {b})")).unwrap_or_default()
-                ),
-                (_, None) => "no ACTIVE revision afterwards".to_owned(),
-            })
-        })? {
-            return Err(stopped("deploy", rows));
-        }
-
-        // itest
-        n += 1;
-        let mut argv = args(&["itest"]);
-        argv.extend(common.clone());
-        if let Some(v) = &self.video {
-            argv.extend(args(&["--video", &v.display().to_string()]));
-        }
-        argv.extend(args(&["--timeout", &itest::format_duration(self.timeout)]));
-        if self.keep {
-            argv.push("--keep".to_owned());
-        }
-        if !self.stage(sh, rows, n, total, Stage::Itest, &argv, |sh| {
-            if self.dry_run {
-                println!("[dry-run] would run: {}", command_line(&argv));
-                return Ok("dry run".to_owned());
-            }
-            let outcome = parse::<Itest>(&argv)?.execute(sh)?.context("itest ran as a dry run")?;
-            let text = format!(
-                "passed: {} segments + {} audio, {} checks (job {}, {:.1} s)",
-                outcome.segments,
-                outcome.audio,
-                outcome.checks,
-                outcome.job_id,
-                outcome.job_seconds
-            );
-            facts.itest = Some(format!("passed ({})", outcome.job_definition));
-            Ok(text)
-        })? {
-            facts.itest = Some("FAILED".to_owned());
-            return Err(stopped("itest", rows));
-        }
-        Ok(())
+        argv
     }
 
-    /// Runs one stage unless skipped; false when it failed (its error is in `rows`).
-    #[allow(clippy::too_many_arguments)]
-    fn stage(
+    /// Stage 0: `local up`, the tools the later stages need, then the stack's env file applied to
+    /// this process; the stack's base image unless one was given.
+    fn local_up(
         &self,
         sh: &Shell,
-        rows: &mut Vec<Row>,
-        n: usize,
-        total: usize,
-        stage: Stage,
         argv: &[String],
-        f: impl FnOnce(&Shell) -> Result<String>,
-    ) -> Result<bool> {
-        if self.skip.contains(&stage) {
-            println!("\n==> [{n}/{total}] {}: skipped (--skip)", stage.name());
-            rows.push(Row {
-                name: stage.name(),
-                seconds: None,
-                result: Ok("skipped (--skip)".to_owned()),
-            });
-            return Ok(true);
+        base_image: &mut Option<String>,
+    ) -> Result<String> {
+        parse::<local::Local>(argv)?.run(sh)?;
+        let mode = if self.no_install { tools::Mode::CheckOnly } else { tools::Mode::Install };
+        tools::ensure(sh, LOCAL_EXTRA_TOOLS, mode, self.dry_run)?;
+        if self.dry_run {
+            return Ok("dry run".to_owned());
         }
-        header(n, total, stage.name(), argv);
-        let r = timed(|| f(sh));
-        record(rows, stage.name(), r)
+        let env_file = self.stack.env_file();
+        let text = std::fs::read_to_string(&env_file)
+            .with_context(|| format!("`local up` wrote no env file at {}", env_file.display()))?;
+        let vars = crate::aws::parse_env_file(&text);
+        let var = |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let endpoint = var("AWS_ENDPOINT_URL").context("the env file has no AWS_ENDPOINT_URL")?;
+        let registry =
+            var(ecr::LOCAL_REGISTRY_VAR).context("the env file has no SPLITTER_LOCAL_REGISTRY")?;
+        if base_image.is_none() {
+            *base_image = var("SPLITTER_BASE_IMAGE");
+        }
+        crate::aws::set_env_overlay(vars)?;
+        Ok(format!("moto {endpoint}, registry {registry}"))
+    }
+
+    /// Stage 1's arguments.
+    fn image_args(&self, base_image: Option<String>) -> Image {
+        let mut image = Image::with_base_image(base_image);
+        image.project = self.target.project.clone();
+        image.no_cache = self.no_cache;
+        image.dry_run = self.dry_run;
+        image
+    }
+
+    /// Stage 2's arguments and, with `--local` and no `--db-repository`, the registry the
+    /// offline DB is published to first (the stack's, from its env file when applied).
+    fn scan_args(&self) -> (Scan, Option<String>) {
+        let mirror = (self.local && self.db_repository.is_none()).then(|| {
+            crate::aws::env_var(ecr::LOCAL_REGISTRY_VAR).unwrap_or_else(|| self.stack.registry())
+        });
+        let db_repository = match &mirror {
+            Some(host) => {
+                Some(format!("{host}/{}:{}", scan::mirror::DB_REPOSITORY, scan::mirror::DB_TAG))
+            }
+            None => self.db_repository.clone(),
+        };
+        (Scan::with_db_repository(db_repository), mirror)
+    }
+
+    /// Stage 3's arguments.
+    fn push_args(&self) -> Push {
+        Push { target: self.target.clone(), allow_dirty: self.allow_dirty, dry_run: false }
+    }
+
+    /// Stage 4's arguments: the build record's tag.
+    fn deploy_args(&self) -> Deploy {
+        let register = RegisterFlags { yes: self.yes, ..RegisterFlags::default() };
+        Deploy { target: self.target.clone(), tag: None, register }
+    }
+
+    /// Stage 5's arguments.
+    fn itest_args(&self) -> Itest {
+        Itest {
+            target: self.target.clone(),
+            video: self.video.clone(),
+            timeout: self.timeout,
+            segment_seconds: None,
+            keep: self.keep,
+            log_lines: ITEST_LOG_LINES,
+            dry_run: false,
+        }
+    }
+}
+
+/// Runs a stage's command in this process, or prints `[dry-run] would run: LINE` on a dry run.
+fn in_process(dry: DryRun, line: &str, f: impl FnOnce() -> Result<String>) -> Result<String> {
+    Ok(dry.call(format_args!("run: {line}"), f)?.unwrap_or_else(|| "dry run".to_owned()))
+}
+
+/// Stage 1: the build (its own `--dry-run` prints the docker command); the record it wrote.
+fn build_image(sh: &Shell, image: Image) -> Result<String> {
+    let dry_run = image.dry_run;
+    image.run(sh)?;
+    if dry_run {
+        return Ok("dry run".to_owned());
+    }
+    let record = BuildRecord::load()?;
+    Ok(format!(
+        "{} ({}, {:.1} MB)",
+        record.image_ref(),
+        short(&record.image_id),
+        record.size_bytes as f64 / 1e6
+    ))
+}
+
+/// Stage 2: the offline DB published to `mirror` (a registry) when given, then the scan; the
+/// findings.
+fn scan_image(sh: &Shell, dry: DryRun, scan: Scan, mirror: Option<&str>) -> Result<String> {
+    if let Some(host) = mirror {
+        dry.call(format_args!("publish the offline Trivy DB to {host}"), || {
+            let tmp = sh.create_temp_dir().context("cannot create a temporary directory")?;
+            scan::trivy_db::TrivyDb::offline().write(tmp.path())?;
+            let reference = scan::mirror::publish_db(sh, host, tmp.path())?;
+            println!("offline vulnerability DB published as {reference}");
+            Ok(())
+        })?;
+    }
+    let line = scan.command_line();
+    in_process(dry, &line, || {
+        scan.run(sh)?;
+        Ok(scan_result())
+    })
+}
+
+/// Stage 3: the push; whether ECR's digest under the full-SHA tag changed.
+fn push_image(sh: &Shell, push: Push, facts: &mut Facts) -> Result<String> {
+    let t = push.target.clone();
+    let tag = BuildRecord::load()?.tags.first().cloned().unwrap_or_default();
+    let aws = Aws::load(&t.region)?;
+    let before = aws.block_on(ecr_digest(&aws, &t, &tag))?;
+    push.run(sh)?;
+    let after = aws
+        .block_on(ecr_digest(&aws, &t, &tag))?
+        .with_context(|| format!("ECR has no tag {tag} after the push"))?;
+    facts.digest = Some(after.clone());
+    Ok(if before.as_deref() == Some(after.as_str()) {
+        format!("{} already in ECR: nothing uploaded", short(&after))
+    } else {
+        format!("{} pushed as {}", short(&after), short_tag(&tag))
+    })
+}
+
+/// Stage 4: the deploy; the latest ACTIVE revision before and after.
+fn deploy_image(sh: &Shell, deploy: Deploy, facts: &mut Facts) -> Result<String> {
+    let t = deploy.target.clone();
+    let aws = Aws::load(&t.region)?;
+    let before = aws.block_on(latest_revision(&aws, &t))?;
+    deploy.run(sh)?;
+    let after = aws.block_on(latest_revision(&aws, &t))?;
+    facts.revision = after.map(|r| format!("{}:{r}", t.job_definition()));
+    Ok(match (before, after) {
+        (Some(b), Some(a)) if a == b => format!("revision {a} already runs it: nothing registered"),
+        (b, Some(a)) => format!(
+            "registered revision {a}{}",
+            b.map(|b| format!(" (was {b})")).unwrap_or_default()
+        ),
+        (_, None) => "no ACTIVE revision afterwards".to_owned(),
+    })
+}
+
+/// Stage 5: the integration test; what it checked.
+fn run_itest(sh: &Shell, itest: &Itest, facts: &mut Facts) -> Result<String> {
+    let outcome = itest.execute(sh)?.context("itest ran as a dry run")?;
+    facts.itest = Some(format!("passed ({})", outcome.job_definition));
+    Ok(format!(
+        "passed: {} segments + {} audio, {} checks (job {}, {:.1} s)",
+        outcome.segments, outcome.audio, outcome.checks, outcome.job_id, outcome.job_seconds
+    ))
+}
+
+/// `cargo xtask …` equivalent to a stage's typed arguments: the lines the headers and a dry run
+/// show. Flags at their defaults are left out, except the target's (always shown) and itest's
+/// `--timeout`.
+struct Line(Vec<String>);
+
+impl Line {
+    fn new(command: &str) -> Line {
+        Line(vec![command.to_owned()])
+    }
+    fn target(self, t: &Target) -> Line {
+        self.value("--project", &t.project).value("--env", t.env).value("--region", &t.region)
+    }
+    fn value(mut self, flag: &str, value: impl Display) -> Line {
+        self.0.extend([flag.to_owned(), value.to_string()]);
+        self
+    }
+    fn option(self, flag: &str, value: Option<impl Display>) -> Line {
+        match value {
+            Some(value) => self.value(flag, value),
+            None => self,
+        }
+    }
+    fn switch(mut self, flag: &str, on: bool) -> Line {
+        if on {
+            self.0.push(flag.to_owned());
+        }
+        self
+    }
+    fn finish(self) -> String {
+        xtask_line(&self.0)
+    }
+}
+
+impl Image {
+    /// The build's command line (not `save`/`load`, which the pipeline never runs).
+    fn command_line(&self) -> String {
+        let mut line = Line::new("image")
+            .value("--project", &self.project)
+            .option("--platform", Some(&self.platform).filter(|p| *p != image::DEFAULT_PLATFORM))
+            .option("--base-image", self.base_image.as_ref())
+            .switch("--no-cache", self.no_cache);
+        for spec in &self.cache_from {
+            line = line.value("--cache-from", spec);
+        }
+        line.option("--cache-to", self.cache_to.as_ref()).switch("--dry-run", self.dry_run).finish()
+    }
+}
+
+impl Scan {
+    fn command_line(&self) -> String {
+        Line::new("scan")
+            .option("--image", self.image.as_ref())
+            .option("--severity", Some(&self.severity).filter(|s| *s != scan::DEFAULT_SEVERITY))
+            .switch("--include-unfixed", self.include_unfixed)
+            .option("--ignorefile", self.ignorefile.as_ref().map(|p| p.display()))
+            .option("--cache-dir", self.cache_dir.as_ref().map(|p| p.display()))
+            .option("--db-repository", self.db_repository.as_ref())
+            .switch("--skip-db-update", self.skip_db_update)
+            .switch("--offline-scan", self.offline_scan)
+            .option(
+                "--trivy",
+                Some(self.trivy.display())
+                    .filter(|_| self.trivy.as_path() != Path::new(scan::DEFAULT_TRIVY)),
+            )
+            .switch("--dry-run", self.dry_run)
+            .finish()
+    }
+}
+
+impl Push {
+    fn command_line(&self) -> String {
+        Line::new("push")
+            .target(&self.target)
+            .switch("--allow-dirty", self.allow_dirty)
+            .switch("--dry-run", self.dry_run)
+            .finish()
+    }
+}
+
+impl Deploy {
+    fn command_line(&self) -> String {
+        Line::new("deploy")
+            .target(&self.target)
+            .option("--tag", self.tag.as_ref())
+            .switch("--force", self.register.force)
+            .switch("--dry-run", self.register.dry_run)
+            .switch("--yes", self.register.yes)
+            .finish()
+    }
+}
+
+impl Itest {
+    fn command_line(&self) -> String {
+        Line::new("itest")
+            .target(&self.target)
+            .option("--video", self.video.as_ref().map(|v| v.display()))
+            .value("--timeout", format_duration(self.timeout))
+            .option("--segment-seconds", self.segment_seconds.as_ref())
+            .switch("--keep", self.keep)
+            .option("--log-lines", Some(self.log_lines).filter(|n| *n != ITEST_LOG_LINES))
+            .switch("--dry-run", self.dry_run)
+            .finish()
     }
 }
 
@@ -419,29 +572,8 @@ fn stopped(stage: &str, rows: &[Row]) -> anyhow::Error {
     anyhow!("pipeline stopped at stage `{stage}`: {why}")
 }
 
-fn timed(f: impl FnOnce() -> Result<String>) -> (f64, Result<String>) {
-    let started = Instant::now();
-    let r = f();
-    (started.elapsed().as_secs_f64(), r)
-}
-
-/// Adds a row; Ok(false) when the stage failed.
-fn record(
-    rows: &mut Vec<Row>,
-    name: &'static str,
-    (seconds, r): (f64, Result<String>),
-) -> Result<bool> {
-    let ok = r.is_ok();
-    rows.push(Row { name, seconds: Some(seconds), result: r.map_err(|e| format!("{e:#}")) });
-    Ok(ok)
-}
-
-fn header(n: usize, total: usize, name: &str, argv: &[String]) {
-    println!("\n==> [{n}/{total}] {name}: {}", command_line(argv));
-}
-
 /// `cargo xtask ARGS…`, quoted for a shell.
-fn command_line(argv: &[String]) -> String {
+fn xtask_line(argv: &[String]) -> String {
     let words: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
     format!("cargo xtask {}", words.join(" "))
 }
@@ -460,7 +592,7 @@ fn parse<T: Args>(argv: &[String]) -> Result<T> {
     }
     Command::<T>::try_parse_from(argv)
         .map(|c| c.inner)
-        .map_err(|e| anyhow!("pipeline built an invalid command `{}`: {e}", command_line(argv)))
+        .map_err(|e| anyhow!("pipeline built an invalid command `{}`: {e}", xtask_line(argv)))
 }
 
 /// Findings by severity from the scan's JSON report.
@@ -581,39 +713,124 @@ fn first_line(text: &str) -> String {
 mod tests {
     use super::*;
 
+    /// The words of a line [`xtask_line`] made (plain words and `'…'` quoting, `\'` escapes).
+    fn shell_words(line: &str) -> Vec<String> {
+        let mut words = Vec::new();
+        let mut word: Option<String> = None;
+        let mut chars = line.chars();
+        while let Some(c) = chars.next() {
+            match c {
+                ' ' => words.extend(word.take()),
+                '\'' => {
+                    let w = word.get_or_insert_with(String::new);
+                    w.extend(chars.by_ref().take_while(|c| *c != '\''));
+                }
+                '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
+                c => word.get_or_insert_with(String::new).push(c),
+            }
+        }
+        words.extend(word);
+        words
+    }
+
+    /// `line` (`cargo xtask CMD …`) parsed by `T`'s clap definition, the way `cargo xtask`
+    /// parses it.
+    fn parse_line<T: Args>(line: &str) -> T {
+        let words = shell_words(line);
+        assert_eq!(words[..2], ["cargo", "xtask"], "{line}");
+        parse(&words[2..]).unwrap_or_else(|e| panic!("{line}: {e:#}"))
+    }
+
+    /// Each stage's command line means its typed arguments: parsed back by the command's own
+    /// definition, it gives the same value (compared by their `Debug` text).
     #[test]
-    fn stage_commands_parse_with_the_commands_own_definitions() {
-        let argv = args(&[
-            "push",
-            "--project",
-            "p",
-            "--env",
-            "staging",
-            "--region",
-            "eu-west-1",
-            "--allow-dirty",
-        ]);
-        let push: push::Push = parse(&argv).expect("push parses");
-        let debug = format!("{push:?}");
-        assert!(
-            debug.contains("project: \"p\"")
-                && debug.contains("Staging")
-                && debug.contains("allow_dirty: true"),
-            "{debug}"
+    fn stage_command_lines_parse_back_to_the_same_arguments() {
+        fn round_trip<T: Args + std::fmt::Debug>(value: &T, line: &str) {
+            let parsed: T = parse_line(line);
+            assert_eq!(format!("{parsed:?}"), format!("{value:?}"), "{line}");
+        }
+        let target = Target { project: "p".into(), env: Env::Staging, region: "eu-west-1".into() };
+
+        // What the pipeline runs, as `cargo xtask pipeline --local --dry-run` would.
+        let mut image = Image::with_base_image(Some("upscaler-base:trixie".into()));
+        image.dry_run = true;
+        round_trip(&image, &image.command_line());
+        assert_eq!(
+            image.command_line(),
+            "cargo xtask image --project upscaler --base-image upscaler-base:trixie --dry-run"
         );
+        let scan = Scan::with_db_repository(Some("127.0.0.1:5000/trivy-db:2".into()));
+        round_trip(&scan, &scan.command_line());
+        let push = Push { target: target.clone(), allow_dirty: false, dry_run: false };
+        assert_eq!(
+            push.command_line(),
+            "cargo xtask push --project p --env staging --region eu-west-1"
+        );
+        round_trip(&push, &push.command_line());
+        let register = RegisterFlags { yes: true, ..RegisterFlags::default() };
+        let deploy = Deploy { target: target.clone(), tag: None, register };
+        assert_eq!(
+            deploy.command_line(),
+            "cargo xtask deploy --project p --env staging --region eu-west-1 --yes"
+        );
+        round_trip(&deploy, &deploy.command_line());
+        let mut itest = Itest {
+            target: target.clone(),
+            video: Some("my clip.mp4".into()),
+            timeout: Duration::from_secs(5400),
+            segment_seconds: None,
+            keep: true,
+            log_lines: ITEST_LOG_LINES,
+            dry_run: false,
+        };
+        assert_eq!(
+            itest.command_line(),
+            "cargo xtask itest --project p --env staging --region eu-west-1 --video 'my clip.mp4' \
+             --timeout 1h30m --keep"
+        );
+        round_trip(&itest, &itest.command_line());
+
+        // Every flag away from its default.
+        image.project = "acme".into();
+        image.platform = "linux/arm64".into();
+        image.no_cache = true;
+        image.cache_from = vec!["type=gha".into(), "it's:cached".into()];
+        image.cache_to = Some("type=gha,mode=max".into());
+        round_trip(&image, &image.command_line());
+        let mut scan = Scan::with_db_repository(Some("mirror:5000/db:2".into()));
+        scan.image = Some("some:image".into());
+        scan.severity = "CRITICAL".into();
+        scan.include_unfixed = true;
+        scan.ignorefile = Some("a dir/.trivyignore".into());
+        scan.cache_dir = Some("/c".into());
+        scan.skip_db_update = true;
+        scan.offline_scan = true;
+        scan.trivy = "/opt/trivy".into();
+        scan.dry_run = true;
+        round_trip(&scan, &scan.command_line());
+        let push = Push { target: target.clone(), allow_dirty: true, dry_run: true };
+        round_trip(&push, &push.command_line());
+        let register = RegisterFlags { force: true, dry_run: true, yes: false };
+        let deploy = Deploy { target: target.clone(), tag: Some("0123abc".into()), register };
+        round_trip(&deploy, &deploy.command_line());
+        itest.segment_seconds = Some("4".into());
+        itest.log_lines = 7;
+        itest.dry_run = true;
+        round_trip(&itest, &itest.command_line());
+    }
+
+    #[test]
+    fn local_up_is_parsed_by_its_own_definition() {
         let local: local::Local =
             parse(&args(&["local", "up", "--moto-port", "4600", "--dry-run"])).expect("local up");
         assert!(format!("{local:?}").contains("moto_port: 4600"), "{local:?}");
-        let err = parse::<push::Push>(&args(&["push", "--bogus"])).expect_err("unknown flag");
-        assert!(err.to_string().contains("cargo xtask push --bogus"), "{err}");
+        let err = parse::<local::Local>(&args(&["local", "up", "--bogus"])).expect_err("unknown");
+        assert!(err.to_string().contains("cargo xtask local up --bogus"), "{err}");
         assert_eq!(
-            command_line(&args(&["scan", "--db-repository", "127.0.0.1:5000/trivy-db:2"])),
-            "cargo xtask scan --db-repository 127.0.0.1:5000/trivy-db:2"
-        );
-        assert_eq!(
-            command_line(&args(&["itest", "--video", "my clip.mp4"])),
+            xtask_line(&args(&["itest", "--video", "my clip.mp4"])),
             "cargo xtask itest --video 'my clip.mp4'"
         );
+        assert_eq!(shell_words(r"a 'b c' 'it'\''s'"), ["a", "b c", "it's"]);
     }
 
     #[test]

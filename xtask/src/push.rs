@@ -10,6 +10,8 @@
 //! On the local stack (`SPLITTER_LOCAL_REGISTRY` set) the image goes to the local registry and
 //! its manifest is recorded in moto's ECR: see [`crate::ecr::Registry`].
 
+use std::collections::BTreeMap;
+
 use anyhow::{Context, Result, bail};
 use aws_sdk_ecr::types::ImageIdentifier;
 use base64::Engine;
@@ -19,7 +21,8 @@ use xshell::Shell;
 use crate::aws::{Aws, sdk_error};
 use crate::build_record::BuildRecord;
 use crate::config::{Env, Target};
-use crate::docker::{Docker, short_id};
+use crate::docker::{Docker, ImageInfo, short_id};
+use crate::dry_run::DryRun;
 use crate::ecr::{self, Manifest, Registry, Repository, TagOutcome};
 
 #[derive(Debug, Args)]
@@ -33,13 +36,13 @@ Reads the build record of `cargo xtask image` (target/xtask/image.json). In GitH
 image URI, digest and tag are also written to $GITHUB_OUTPUT (image-uri, image-digest, image-tag).")]
 pub struct Push {
     #[command(flatten)]
-    target: Target,
+    pub(crate) target: Target,
     /// Push an image built from a work tree with uncommitted changes (its tags end in `-dirty`).
     #[arg(long)]
-    allow_dirty: bool,
+    pub(crate) allow_dirty: bool,
     /// Print the steps without pushing or tagging anything (read-only AWS calls still run).
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 /// The tags an image gets in an environment: full SHA, short SHA, and `latest` for dev only.
@@ -57,6 +60,60 @@ pub fn push_tags(record: &BuildRecord, env: Env) -> Vec<String> {
 
 impl Push {
     pub fn run(self, sh: &Shell) -> Result<()> {
+        let dry = DryRun::new(self.dry_run).nested();
+        // 1. The build record's image, still the local image it names.
+        let record = self.build_record()?;
+        let docker = Docker::detect(sh)?;
+        let info = local_image(sh, &docker, &record)?;
+        let tags = push_tags(&record, self.target.env);
+        let full = &tags[0];
+        let local = record.image_ref();
+
+        // 2. Where it goes: the account, the repository, the registry.
+        let dest = Destination::find(&self.target)?;
+        let remote = dest.registry.image_uri(&dest.repo, full);
+        dest.announce(&local, &info, &tags);
+
+        // 3. What ECR holds under our tags now: refuse early what would fail after an upload.
+        let held = dest.held(&tags, &info.id)?;
+
+        // 4. The one upload (login, tag, push), unless ECR has the full-SHA tag on this image.
+        //    A dry run that would upload has no manifest yet.
+        let (manifest, uploaded) = match held.get(full).filter(|m| is_image(m, &info.id)) {
+            Some(m) => {
+                println!(
+                    "  ECR already has {full} on this image ({}): uploading nothing",
+                    m.digest
+                );
+                (Some(m.clone()), false)
+            }
+            None => (dest.upload(sh, dry, &docker, &local, &remote, full)?, true),
+        };
+
+        // 5. The tags on that manifest (ECR PutImage); the push itself put the full SHA.
+        let to_put = if manifest.is_none() { &tags[1..] } else { &tags[..] };
+        dest.put_tags(dry, to_put, &held, manifest.as_ref())?;
+
+        // 6. An ECR scan of what was uploaded.
+        if uploaded {
+            dry.call("start an ECR image scan (ecr:StartImageScan)", || {
+                if let Some(m) = &manifest {
+                    dest.aws.block_on(start_scan(&dest.ecr, &dest.repo, &m.digest));
+                }
+                Ok(())
+            })?;
+        }
+
+        // 7. What was pushed: printed, and written to $GITHUB_OUTPUT.
+        match manifest {
+            Some(manifest) if !dry.is_on() => report(&remote, &manifest, full),
+            _ => Ok(()),
+        }
+    }
+
+    /// Step 1: the build record, which must name a tagged image built from a clean work tree
+    /// (or `--allow-dirty`).
+    fn build_record(&self) -> Result<BuildRecord> {
         let record = BuildRecord::load()?;
         if record.tags.is_empty() {
             bail!(
@@ -71,131 +128,131 @@ impl Push {
                 record.image_ref()
             );
         }
-        let tags = push_tags(&record, self.target.env);
-        let full = tags[0].clone();
-        let local = record.image_ref();
+        Ok(record)
+    }
+}
 
-        let docker = Docker::detect(sh)?;
-        docker.ensure_daemon(sh)?;
-        let info = docker.inspect_image(sh, &local)?;
-        if info.id != record.image_id {
-            bail!(
-                "{local} is now {} but the build record says {}: rerun `cargo xtask image`",
-                info.id,
-                record.image_id
-            );
-        }
+/// Step 1: the local image the record names, which must still be the recorded one.
+fn local_image(sh: &Shell, docker: &Docker, record: &BuildRecord) -> Result<ImageInfo> {
+    let local = record.image_ref();
+    docker.ensure_daemon(sh)?;
+    let info = docker.inspect_image(sh, &local)?;
+    if info.id != record.image_id {
+        bail!(
+            "{local} is now {} but the build record says {}: rerun `cargo xtask image`",
+            info.id,
+            record.image_id
+        );
+    }
+    Ok(info)
+}
 
-        let aws = Aws::load(&self.target.region)?;
+/// Whether `manifest` is of the local image `id` (its config digest is the image id).
+fn is_image(manifest: &Manifest, id: &str) -> bool {
+    manifest.config_digest().as_deref() == Some(id)
+}
+
+/// Where the image goes (step 2), and the steps that talk to it.
+struct Destination {
+    aws: Aws,
+    registry: Registry,
+    ecr: aws_sdk_ecr::Client,
+    account: String,
+    repo: Repository,
+    region: String,
+}
+
+impl Destination {
+    /// Step 2: the account (STS), the environment's repository, the registry.
+    fn find(target: &Target) -> Result<Destination> {
+        let aws = Aws::load(&target.region)?;
         let registry = Registry::from_env(&aws)?;
         let ecr = aws.ecr();
         let account = aws.block_on(account_id(&aws))?;
         let repo = aws.block_on(ecr::describe_repository(
             &ecr,
-            &self.target.ecr_repository(),
-            self.target.env.as_str(),
+            &target.ecr_repository(),
+            target.env.as_str(),
         ))?;
-        let remote = registry.image_uri(&repo, &full);
-        println!(
-            "push {local} ({}) to {} (account {account}, {}, tags {})",
-            short_id(&info.id),
-            repo.name,
-            self.target.region,
-            tags.join(", ")
-        );
-        if let Registry::Local(host) = &registry {
-            println!("  local stack: layers go to the registry {host}, manifests to ECR (moto)");
-        }
-
-        // What ECR holds under our tags now: refuse early what would fail after an upload.
-        let held = aws.block_on(ecr::get_manifests(&ecr, &repo, &tags))?;
-        let is_ours = |m: &Manifest| m.config_digest().as_deref() == Some(info.id.as_str());
-        if repo.tag_surely_immutable() {
-            if let Some((tag, m)) = held.iter().find(|(_, m)| !is_ours(m)) {
-                return Err(ecr::immutable_tag_error(&repo, tag, &m.digest));
-            }
-        }
-
-        let uploaded;
-        let manifest = match held.get(&full).filter(|m| is_ours(m)) {
-            Some(m) => {
-                println!(
-                    "  ECR already has {full} on this image ({}): uploading nothing",
-                    m.digest
-                );
-                uploaded = false;
-                m.clone()
-            }
-            None => {
-                let host = registry.host(&repo).to_owned();
-                if self.dry_run {
-                    println!(
-                        "  [dry-run] would log in: docker login --username AWS --password-stdin {host} \
-                         (password from ecr:GetAuthorizationToken, on stdin)"
-                    );
-                    println!("  [dry-run] would run: docker tag {local} {remote}");
-                    println!("  [dry-run] would run: docker push {remote}");
-                    for tag in &tags[1..] {
-                        println!(
-                            "  [dry-run] would tag the pushed manifest as {tag} (ecr:PutImage)"
-                        );
-                    }
-                    println!("  [dry-run] would start an ECR image scan (ecr:StartImageScan)");
-                    return Ok(());
-                }
-                self.login(sh, &docker, &aws, &host)?;
-                docker.tag(sh, &local, &remote)?;
-                docker.push(sh, &remote).with_context(|| {
-                    format!(
-                        "ECR push to {} failed: check AWS_ROLE_ARN, that the role's trust policy allows GitHub OIDC, \
-                         that the repository exists (created by Terraform) and that the role has ecr:PutImage \
-                         and the layer upload permissions",
-                        repo.name
-                    )
-                })?;
-                uploaded = true;
-                aws.block_on(registry.pushed_manifest(&ecr, &repo, &full))?
-            }
-        };
-
-        for tag in &tags {
-            if self.dry_run {
-                let there = held.get(tag).is_some_and(|m| m.digest == manifest.digest);
-                if there {
-                    println!("  tag {tag:<40} already there");
-                } else {
-                    println!("  [dry-run] would tag {} as {tag} (ecr:PutImage)", manifest.digest);
-                }
-                continue;
-            }
-            let outcome = aws.block_on(ecr::put_tag(&ecr, &repo, &manifest, tag))?;
-            let what = match outcome {
-                TagOutcome::Added => "added".to_owned(),
-                TagOutcome::AlreadyThere => "already there".to_owned(),
-                TagOutcome::Moved(from) => format!("moved from {from}"),
-            };
-            println!("  tag {tag:<40} {what}");
-        }
-        if self.dry_run {
-            return Ok(());
-        }
-        if uploaded {
-            aws.block_on(start_scan(&ecr, &repo, &manifest.digest));
-        }
-
-        println!("image   {remote}");
-        println!("digest  {}", manifest.digest);
-        crate::gha::write_outputs(&[
-            ("image-uri", &remote),
-            ("image-digest", &manifest.digest),
-            ("image-tag", &full),
-        ])
+        Ok(Destination { aws, registry, ecr, account, repo, region: target.region.clone() })
     }
 
-    /// `docker login` to `host` with an ECR authorization token; the password goes to stdin only.
-    fn login(&self, sh: &Shell, docker: &Docker, aws: &Aws, host: &str) -> Result<()> {
-        let token = aws
-            .block_on(aws.ecr().get_authorization_token().send())
+    fn announce(&self, local: &str, info: &ImageInfo, tags: &[String]) {
+        println!(
+            "push {local} ({}) to {} (account {}, {}, tags {})",
+            short_id(&info.id),
+            self.repo.name,
+            self.account,
+            self.region,
+            tags.join(", ")
+        );
+        if let Registry::Local(host) = &self.registry {
+            println!("  local stack: layers go to the registry {host}, manifests to ECR (moto)");
+        }
+    }
+
+    /// Step 3: the manifests ECR has under `tags`; with immutable tags, one on another image
+    /// than `image_id` is refused now.
+    fn held(&self, tags: &[String], image_id: &str) -> Result<BTreeMap<String, Manifest>> {
+        let held = self.aws.block_on(ecr::get_manifests(&self.ecr, &self.repo, tags))?;
+        if self.repo.tag_surely_immutable() {
+            if let Some((tag, m)) = held.iter().find(|(_, m)| !is_image(m, image_id)) {
+                return Err(ecr::immutable_tag_error(&self.repo, tag, &m.digest));
+            }
+        }
+        Ok(held)
+    }
+
+    /// Step 4: login, `docker tag`, `docker push` of the full-SHA tag; the manifest it stored
+    /// (`None` on a dry run).
+    fn upload(
+        &self,
+        sh: &Shell,
+        dry: DryRun,
+        docker: &Docker,
+        local: &str,
+        remote: &str,
+        full: &str,
+    ) -> Result<Option<Manifest>> {
+        let host = self.registry.host(&self.repo);
+        self.login(sh, dry, docker, host)?;
+        docker.tag(sh, dry, local, remote)?;
+        docker.push(sh, dry, remote).with_context(|| {
+            format!(
+                "ECR push to {} failed: check AWS_ROLE_ARN, that the role's trust policy allows GitHub OIDC, \
+                 that the repository exists (created by Terraform) and that the role has ecr:PutImage \
+                 and the layer upload permissions",
+                self.repo.name
+            )
+        })?;
+        if dry.is_on() {
+            return Ok(None);
+        }
+        self.aws.block_on(self.registry.pushed_manifest(&self.ecr, &self.repo, full)).map(Some)
+    }
+
+    /// Step 4: `docker login` to `host` with an ECR authorization token; the password goes to
+    /// stdin only. A dry run asks ECR for no token, and shows the login with ECR's user, `AWS`.
+    fn login(&self, sh: &Shell, dry: DryRun, docker: &Docker, host: &str) -> Result<()> {
+        let credentials = dry.call(
+            "get an ECR password (ecr:GetAuthorizationToken), for the login's stdin",
+            || self.credentials(),
+        )?;
+        let (user, password) = credentials.unwrap_or_else(|| ("AWS".to_owned(), String::new()));
+        docker.login(sh, dry, host, &user, &password).with_context(|| {
+            format!("ECR login to {host} failed: check AWS_ROLE_ARN and the role's ECR permissions")
+        })?;
+        if !dry.is_on() {
+            println!("  logged in to {host} as {user} (password on stdin)");
+        }
+        Ok(())
+    }
+
+    /// The user and password of an ECR authorization token.
+    fn credentials(&self) -> Result<(String, String)> {
+        let token = self
+            .aws
+            .block_on(self.ecr.get_authorization_token().send())
             .map_err(sdk_error)
             .context(
                 "cannot get an ECR login (ecr:GetAuthorizationToken): check AWS_ROLE_ARN, the role's trust \
@@ -214,12 +271,54 @@ impl Push {
         let (user, password) = decoded
             .split_once(':')
             .context("ECR returned an authorization token that is not `user:password`")?;
-        docker.login(sh, host, user, password).with_context(|| {
-            format!("ECR login to {host} failed: check AWS_ROLE_ARN and the role's ECR permissions")
-        })?;
-        println!("  logged in to {host} as {user} (password on stdin)");
+        Ok((user.to_owned(), password.to_owned()))
+    }
+
+    /// Step 5: each of `tags` on `manifest` (ECR PutImage); `manifest` is `None` on a dry run
+    /// that would upload it first.
+    fn put_tags(
+        &self,
+        dry: DryRun,
+        tags: &[String],
+        held: &BTreeMap<String, Manifest>,
+        manifest: Option<&Manifest>,
+    ) -> Result<()> {
+        for tag in tags {
+            let there =
+                manifest.is_some_and(|m| held.get(tag).is_some_and(|h| h.digest == m.digest));
+            if dry.is_on() && there {
+                println!("  tag {tag:<40} already there");
+                continue;
+            }
+            let what = match manifest {
+                Some(m) => format!("tag {} as {tag} (ecr:PutImage)", m.digest),
+                None => format!("tag the pushed manifest as {tag} (ecr:PutImage)"),
+            };
+            let outcome = dry.call(what, || {
+                let manifest = manifest.context("no manifest to tag")?;
+                self.aws.block_on(ecr::put_tag(&self.ecr, &self.repo, manifest, tag))
+            })?;
+            let what = match outcome {
+                None => continue,
+                Some(TagOutcome::Added) => "added".to_owned(),
+                Some(TagOutcome::AlreadyThere) => "already there".to_owned(),
+                Some(TagOutcome::Moved(from)) => format!("moved from {from}"),
+            };
+            println!("  tag {tag:<40} {what}");
+        }
         Ok(())
     }
+}
+
+/// Step 7: the image and digest, printed and written to `$GITHUB_OUTPUT`.
+fn report(remote: &str, manifest: &Manifest, full: &str) -> Result<()> {
+    println!("image   {remote}");
+    println!("digest  {}", manifest.digest);
+    crate::gha::write_outputs(&[
+        ("image-uri", remote),
+        ("image-digest", &manifest.digest),
+        ("image-tag", full),
+    ])
 }
 
 /// The account of the caller (STS `GetCallerIdentity`).

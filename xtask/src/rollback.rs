@@ -18,10 +18,11 @@ use xshell::Shell;
 
 use crate::aws::Aws;
 use crate::config::{Env, Target};
+use crate::deploy::RegisterFlags;
+use crate::dry_run::DryRun;
 use crate::ecr::{self, Registry, Repository, TagOutcome};
 use crate::jobdef::{
-    self, Applied, Change, Properties, Rules, TAG_IMAGE_TAG, TAG_PREVIOUS_REVISION,
-    TAG_SOURCE_REVISION,
+    self, Applied, Change, Properties, TAG_IMAGE_TAG, TAG_PREVIOUS_REVISION, TAG_SOURCE_REVISION,
 };
 
 #[derive(Debug, Args)]
@@ -43,15 +44,8 @@ pub struct Rollback {
     /// Keep the current properties, run the image with this tag (a full git SHA in ECR).
     #[arg(long, value_name = "SHA")]
     to_tag: Option<String>,
-    /// Register a new revision even when the latest one already has the target's properties.
-    #[arg(long)]
-    force: bool,
-    /// Show the diff; register and tag nothing.
-    #[arg(long)]
-    dry_run: bool,
-    /// Confirm a prod rollback.
-    #[arg(long)]
-    yes: bool,
+    #[command(flatten)]
+    register: RegisterFlags,
 }
 
 impl Rollback {
@@ -66,8 +60,7 @@ impl Rollback {
         ))?;
         let change = aws.block_on(self.plan(&aws, &registry, &repo))?;
         let image = change.next.image().unwrap_or_default().to_owned();
-        let rules = Rules { dry_run: self.dry_run, yes: self.yes, force: self.force };
-        let applied = change.apply(&aws, &self.target, rules)?;
+        let applied = change.apply(&aws, &self.target, self.register.rules())?;
 
         // Dev: `latest` back on the image the target runs.
         if self.target.env != Env::Dev {
@@ -77,18 +70,23 @@ impl Rollback {
             println!("latest not moved: {image} is not in {}", repo.name);
             return Ok(());
         };
-        if matches!(applied, Applied::DryRun) {
-            println!(
-                "[dry-run] would move latest of {} to {reference} (ecr:BatchGetImage + ecr:PutImage)",
-                repo.name
-            );
-            return Ok(());
-        }
-        let manifest =
-            aws.block_on(ecr::get_manifest(&ecr, &repo, &reference))?.with_context(|| {
-                format!("image {reference} vanished from {} meanwhile: push it again", repo.name)
-            })?;
-        let outcome = aws.block_on(ecr::put_tag(&ecr, &repo, &manifest, "latest"))?;
+        let dry = DryRun::new(matches!(applied, Applied::DryRun));
+        let what = format!(
+            "move latest of {} to {reference} (ecr:BatchGetImage + ecr:PutImage)",
+            repo.name
+        );
+        let moved = dry.call(what, || {
+            let manifest =
+                aws.block_on(ecr::get_manifest(&ecr, &repo, &reference))?.with_context(|| {
+                    format!(
+                        "image {reference} vanished from {} meanwhile: push it again",
+                        repo.name
+                    )
+                })?;
+            let outcome = aws.block_on(ecr::put_tag(&ecr, &repo, &manifest, "latest"))?;
+            Ok((manifest, outcome))
+        })?;
+        let Some((manifest, outcome)) = moved else { return Ok(()) };
         match outcome {
             TagOutcome::AlreadyThere => {
                 println!("latest already on {reference} ({})", manifest.digest)

@@ -24,6 +24,7 @@ use xshell::{Cmd, Shell, cmd};
 
 use crate::build_record::BuildRecord;
 use crate::docker::Docker;
+use crate::dry_run::command_line;
 use crate::shown;
 use report::{Gate, Report};
 
@@ -33,6 +34,15 @@ pub const SARIF_REPORT: &str = "trivy.sarif";
 pub const SBOM: &str = "sbom.cdx.json";
 pub const SUMMARY: &str = "summary.md";
 pub const TRIVY_LOG: &str = "trivy.log";
+
+/// `--severity`'s default: the gate.
+pub(crate) const DEFAULT_SEVERITY: &str = "CRITICAL,HIGH";
+/// The environment variables of `--cache-dir`, `--db-repository` and `--trivy`.
+const CACHE_DIR_VAR: &str = "TRIVY_CACHE_DIR";
+const DB_REPOSITORY_VAR: &str = "TRIVY_DB_REPOSITORY";
+const TRIVY_VAR: &str = "TRIVY";
+/// `--trivy`'s default.
+pub(crate) const DEFAULT_TRIVY: &str = "trivy";
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -51,39 +61,39 @@ pub struct Scan {
     /// Local Docker image to scan [default: the image in target/xtask/image.json, written by
     /// `cargo xtask image`].
     #[arg(long, value_name = "REF")]
-    image: Option<String>,
+    pub(crate) image: Option<String>,
     /// Severities that fail the gate, comma-separated (UNKNOWN, LOW, MEDIUM, HIGH, CRITICAL).
     /// The SARIF report always lists every severity.
-    #[arg(long, value_name = "LIST", default_value = "CRITICAL,HIGH")]
-    severity: String,
+    #[arg(long, value_name = "LIST", default_value = DEFAULT_SEVERITY)]
+    pub(crate) severity: String,
     /// Also fail on vulnerabilities that have no fixed version yet (ignored by default).
     #[arg(long)]
-    include_unfixed: bool,
+    pub(crate) include_unfixed: bool,
     /// Trivy ignore file: CVE ids accepted as risks, one per line [default:
     /// container/.trivyignore].
     #[arg(long, value_name = "PATH")]
-    ignorefile: Option<PathBuf>,
+    pub(crate) ignorefile: Option<PathBuf>,
     /// Trivy cache directory: the vulnerability DB (DIR/db) and the layer cache [default:
     /// target/xtask/trivy-cache].
-    #[arg(long, env = "TRIVY_CACHE_DIR", value_name = "DIR")]
-    cache_dir: Option<PathBuf>,
+    #[arg(long, env = CACHE_DIR_VAR, value_name = "DIR")]
+    pub(crate) cache_dir: Option<PathBuf>,
     /// Where to download the vulnerability DB from (an OCI repository, e.g. a mirror
     /// `127.0.0.1:5000/trivy-db:2`) [default: Trivy's, ghcr.io/aquasecurity/trivy-db:2 and
     /// mirror.gcr.io; they are rate-limited].
-    #[arg(long, env = "TRIVY_DB_REPOSITORY", value_name = "REPO")]
-    db_repository: Option<String>,
+    #[arg(long, env = DB_REPOSITORY_VAR, value_name = "REPO")]
+    pub(crate) db_repository: Option<String>,
     /// Use the DB already in the cache directory; never download one.
     #[arg(long)]
-    skip_db_update: bool,
+    pub(crate) skip_db_update: bool,
     /// Make no network requests while scanning.
     #[arg(long)]
-    offline_scan: bool,
+    pub(crate) offline_scan: bool,
     /// The Trivy binary.
-    #[arg(long, env = "TRIVY", value_name = "PATH", default_value = "trivy")]
-    trivy: PathBuf,
+    #[arg(long, env = TRIVY_VAR, value_name = "PATH", default_value = DEFAULT_TRIVY)]
+    pub(crate) trivy: PathBuf,
     /// Print the Trivy commands instead of running them.
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -130,6 +140,27 @@ impl OfflineDb {
 }
 
 impl Scan {
+    /// `cargo xtask scan [--db-repository REPO]` without other flags, as the pipeline runs it:
+    /// the defaults, and the environment variables the flags read (`TRIVY`, `TRIVY_CACHE_DIR`,
+    /// `TRIVY_DB_REPOSITORY`; an empty one counts as unset) where no value is given.
+    pub(crate) fn with_db_repository(db_repository: Option<String>) -> Scan {
+        let var = |name: &str| std::env::var_os(name).filter(|v| !v.is_empty());
+        Scan {
+            action: None,
+            image: None,
+            severity: DEFAULT_SEVERITY.to_owned(),
+            include_unfixed: false,
+            ignorefile: None,
+            cache_dir: var(CACHE_DIR_VAR).map(PathBuf::from),
+            db_repository: db_repository
+                .or_else(|| var(DB_REPOSITORY_VAR).map(|v| v.to_string_lossy().into_owned())),
+            skip_db_update: false,
+            offline_scan: false,
+            trivy: var(TRIVY_VAR).map_or_else(|| DEFAULT_TRIVY.into(), PathBuf::from),
+            dry_run: false,
+        }
+    }
+
     pub fn run(self, sh: &Shell) -> Result<()> {
         if let Some(Action::OfflineDb(cmd)) = self.action {
             return cmd.run(sh);
@@ -217,7 +248,8 @@ impl Scan {
         })
     }
 
-    /// `--dry-run`: the Trivy commands, not run.
+    /// `--dry-run`: the Trivy commands, not run (bare command lines: they are this command's
+    /// output).
     fn print_commands(
         &self,
         sh: &Shell,
@@ -227,9 +259,9 @@ impl Scan {
         out_dir: &Path,
     ) {
         let json = out_dir.join(JSON_REPORT);
-        println!("{}", self.scan_cmd(sh, image, cache_dir, ignorefile, &json));
+        println!("{}", command_line(self.scan_cmd(sh, image, cache_dir, ignorefile, &json)));
         for (format, file) in [("sarif", SARIF_REPORT), ("cyclonedx", SBOM)] {
-            println!("{}", self.convert_cmd(sh, format, &out_dir.join(file), &json));
+            println!("{}", command_line(self.convert_cmd(sh, format, &out_dir.join(file), &json)));
         }
     }
 

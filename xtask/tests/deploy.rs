@@ -1,12 +1,12 @@
 //! `cargo xtask deploy` against the local stack: job definition revisions registered through the
 //! SDK and read back with the AWS CLI; images pushed for real with `cargo xtask push`.
 
-mod release;
 mod support;
+mod world;
 
 use serde_json::{Value, json};
 
-use release::{World, comparable, image_of, sha, tag_of};
+use world::{World, comparable, image_of, sha, tag_of};
 
 /// A job definition with every field the EC2 platform accepts, as a team's Terraform might
 /// register it.

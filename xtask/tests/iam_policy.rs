@@ -5,17 +5,20 @@
 //!   `XTASK_RECORD_AWS_CALLS` set (an SDK interceptor in `aws.rs` records `Service:Operation`
 //!   for each call), then `iam-policy --check` maps each call to its IAM action;
 //! - statically: every SDK operation named in the sources of those commands (and itest,
-//!   pipeline) — the operation list comes from the SDK crates themselves — is checked the same
-//!   way, so calls on paths the run above does not take are covered too.
+//!   pipeline), their rooms included — the operation list comes from the SDK crates themselves —
+//!   is checked the same way, so calls on paths the run above does not take are covered too. The
+//!   lookups the commands share with the local stack (`lookup.rs`) count when the commands call
+//!   them; the local stack's own code (`local.rs`, `local/`) is read too, and its calls are told
+//!   apart: `local up` needs admin rights and is not the deploy role's.
 
-mod release;
 mod support;
+mod world;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use release::{World, sha};
 use serde_json::Value;
+use world::{World, sha};
 
 fn iam_policy(args: &[&str]) -> support::Run {
     support::run(support::xtask().arg("iam-policy").args(args))
@@ -220,48 +223,150 @@ fn pascal(snake: &str) -> String {
         .collect()
 }
 
-#[test]
-fn every_sdk_operation_in_the_deploy_commands_sources_is_allowed() {
-    // What the deploy role runs; `local up` (local.rs, local/) needs admin rights and is
-    // deliberately left out, like Terraform's own calls.
-    let sources = ["push", "deploy", "rollback", "itest", "pipeline", "ecr", "jobdef", "gha"];
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let ops = sdk_operations();
-    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("iam-static-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let mut found = BTreeSet::new();
-    // Each module and its submodules (`itest.rs`, `itest/*.rs`).
-    let mut files = Vec::new();
-    for name in sources {
-        files.push(src.join(format!("{name}.rs")));
-        if let Ok(dir) = std::fs::read_dir(src.join(name)) {
-            files.extend(dir.filter_map(|e| e.ok().map(|e| e.path())));
+/// The modules of the commands the deploy role runs (each with its rooms, recursively): every SDK
+/// operation they name must be allowed.
+const DEPLOY_COMMANDS: [&str; 8] =
+    ["push", "deploy", "rollback", "itest", "pipeline", "ecr", "jobdef", "gha"];
+/// Shared by the deploy commands and the local stack: an operation counts for the deploy role
+/// when the deploy commands' code calls the function it is in (directly or through another one
+/// of these).
+const SHARED: [&str; 1] = ["lookup"];
+/// The local stack (`local up`, `local status`): creating the resources needs admin rights and is
+/// deliberately left out of the policy, like Terraform's own calls.
+const LOCAL_ONLY: [&str; 1] = ["local"];
+
+/// The text of `src/{name}.rs` and of every `.rs` file under `src/{name}/`, for each name.
+fn sources(names: &[&str]) -> Vec<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for path in entries.filter_map(|e| e.ok().map(|e| e.path())) {
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
         }
     }
-    for path in files {
-        let Ok(code) = std::fs::read_to_string(&path) else { continue };
-        // A fluent SDK call starts with `.operation_name()`.
-        for piece in code.split('.').skip(1) {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    for name in names {
+        files.push(src.join(format!("{name}.rs")));
+        walk(&src.join(name), &mut files);
+    }
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap_or_else(|e| panic!("{}: {e}", f.display())))
+        .collect()
+}
+
+/// An SDK operation named in the code: (operation, the services that have it).
+type Call = (String, Vec<&'static str>);
+
+/// Each fluent SDK call (`.operation_name()`) in `code`, with the function it is in.
+fn sdk_calls(code: &str, ops: &[(&'static str, BTreeSet<String>)]) -> Vec<(Call, String)> {
+    let mut calls = Vec::new();
+    let mut function = String::new();
+    for line in code.lines() {
+        if let Some(name) = fn_name(line) {
+            function = name;
+        }
+        for piece in line.split('.').skip(1) {
             let method: String =
                 piece.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
             if method.is_empty() || !piece[method.len()..].starts_with("()") {
                 continue;
             }
-            let method = method.as_str();
             // Operations the same name has in several services are each checked on their own.
             let services: Vec<&str> =
-                ops.iter().filter(|(_, o)| o.contains(method)).map(|(s, _)| *s).collect();
+                ops.iter().filter(|(_, o)| o.contains(&method)).map(|(s, _)| *s).collect();
             if !services.is_empty() {
-                found.insert((method.to_owned(), services));
+                calls.push(((method, services), function.clone()));
             }
         }
     }
-    assert!(
-        found.iter().any(|(m, _)| m == "register_job_definition")
-            && found.iter().any(|(m, _)| m == "put_image"),
-        "the scan finds the deploy commands' calls: {found:?}"
-    );
+    calls
+}
+
+/// The name of the function a line declares, if it does.
+fn fn_name(line: &str) -> Option<String> {
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "fn")?;
+    if !words[..at].iter().all(|w| ["pub", "pub(crate)", "pub(super)", "async"].contains(w)) {
+        return None;
+    }
+    let name = words.get(at + 1)?.split(['(', '<']).next()?;
+    Some(name.to_owned())
+}
+
+/// The functions of `shared` that `callers` call, directly or through each other.
+fn reached(shared: &[String], callers: &str) -> BTreeSet<String> {
+    // Each function's body: its lines up to the next function.
+    let mut bodies: Vec<(String, String)> = Vec::new();
+    for line in shared.iter().flat_map(|code| code.lines()) {
+        match fn_name(line) {
+            Some(name) => bodies.push((name, String::new())),
+            None => {
+                if let Some((_, body)) = bodies.last_mut() {
+                    body.push_str(line);
+                    body.push('\n');
+                }
+            }
+        }
+    }
+    let calls = |code: &str, name: &str| code.contains(&format!("{name}("));
+    let mut reached: BTreeSet<String> =
+        bodies.iter().filter(|(n, _)| calls(callers, n)).map(|(n, _)| n.clone()).collect();
+    loop {
+        let more: Vec<String> = bodies
+            .iter()
+            .filter(|(n, _)| !reached.contains(n))
+            .filter(|(n, _)| bodies.iter().any(|(r, b)| reached.contains(r) && calls(b, n)))
+            .map(|(n, _)| n.clone())
+            .collect();
+        if more.is_empty() {
+            return reached;
+        }
+        reached.extend(more);
+    }
+}
+
+#[test]
+fn every_sdk_operation_in_the_deploy_commands_sources_is_allowed() {
+    let ops = sdk_operations();
+    let commands = sources(&DEPLOY_COMMANDS);
+    let shared = sources(&SHARED);
+    let local = sources(&LOCAL_ONLY);
+    let used = reached(&shared, &commands.concat());
+
+    // What the deploy role must allow, and what only the local stack calls.
+    let mut found: BTreeSet<Call> = BTreeSet::new();
+    let mut local_only: BTreeSet<Call> = BTreeSet::new();
+    for (call, _) in commands.iter().flat_map(|code| sdk_calls(code, &ops)) {
+        found.insert(call);
+    }
+    for (call, function) in shared.iter().flat_map(|code| sdk_calls(code, &ops)) {
+        let calls = if used.contains(&function) { &mut found } else { &mut local_only };
+        calls.insert(call);
+    }
+    for (call, _) in local.iter().flat_map(|code| sdk_calls(code, &ops)) {
+        local_only.insert(call);
+    }
+    local_only.retain(|call| !found.contains(call));
+    let names =
+        |calls: &BTreeSet<Call>| -> Vec<String> { calls.iter().map(|(m, _)| m.clone()).collect() };
+    let (found_names, local_names) = (names(&found), names(&local_only));
+    eprintln!("deploy commands: {found_names:?}\nlocal stack only: {local_names:?}");
+    // The scan sees the commands, the lookups they share (itest's preflight) and the local stack.
+    for call in ["register_job_definition", "put_image", "head_bucket", "describe_job_queues"] {
+        assert!(found_names.iter().any(|m| m == call), "{call} not found: {found_names:?}");
+    }
+    for call in ["get_role", "create_compute_environment"] {
+        assert!(local_names.iter().any(|m| m == call), "{call} not local-only: {local_names:?}");
+    }
+
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("iam-static-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
     let mut missing = Vec::new();
     for (method, services) in &found {
         // Allowed in at least one of the services that have this operation.

@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use aws_sdk_batch::types::{JobDefinitionType, JobStatus};
-use support::{Run, Stack};
+use support::{Run, Stack, assert_contains, docker, passed_job_id, remove_images};
 use xtask::itest::CHECKS;
 
 /// A test's own project on the shared stack.
@@ -155,37 +155,13 @@ fn write_file(dir: &Path, name: &str, text: &str) -> PathBuf {
     path
 }
 
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("run docker");
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Removes the images earlier runs of this file left (`{prefix}{pid}-splitter:*` and
-/// `{registry}/{prefix}{pid}-splitter-*`), except this process's (its tests share them).
-fn remove_stale_images(prefix: &str) {
-    let me = std::process::id().to_string();
-    let listed = docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
-    for image in listed.lines() {
-        let repo = image
-            .split_once('/')
-            .filter(|(h, _)| h.starts_with("127.0.0.1:"))
-            .map_or(image, |(_, r)| r);
-        let Some(rest) = repo.strip_prefix(prefix) else { continue };
-        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-        if digits.is_empty() || digits == me || !rest[digits.len()..].starts_with("-splitter") {
-            continue;
-        }
-        let _ = Command::new("docker").args(["image", "rm", "--force", image]).output();
-    }
-}
-
 /// The real image, deployed once for this binary (`pipeline` without its scan and itest stages,
 /// so through the same code as the individual commands).
 fn deployed() -> &'static Project {
     static DEPLOYED: OnceLock<Project> = OnceLock::new();
     DEPLOYED.get_or_init(|| {
-        remove_stale_images("itreal");
+        // Earlier runs' images; this process's stay (its tests share them).
+        remove_images("itreal", Some(std::process::id()));
         let project = Project::new("itreal");
         let _heavy = support::docker_lock();
         let run = project.run(&["pipeline", "--skip", "scan,itest", "--allow-dirty"]);
@@ -290,36 +266,29 @@ fn a_missing_queue_is_one_clear_line() {
     let stack = support::stack();
     let project = format!("noqueue{}", std::process::id());
     let run = support::run(stack.xtask().args(["itest", "--project", &project]));
-    let line = run.assert_one_line_error();
-    assert!(
-        line.contains(&format!("job queue {project}-splitter-queue-dev does not exist")),
-        "{line}"
-    );
-    assert!(line.contains("cargo xtask local up"), "{line}");
+    run.assert_one_line_error_with(&[
+        &format!("job queue {project}-splitter-queue-dev does not exist"),
+        "cargo xtask local up",
+    ]);
 }
 
 #[test]
 fn nothing_deployed_yet_is_refused_and_a_dry_run_changes_nothing() {
     let project = Project::new("itdry");
     // Revision 1 runs the placeholder image `local up` (Terraform) registers.
-    let line = project.run(&["itest"]).assert_one_line_error();
-    assert!(line.contains("placeholder"), "{line}");
-    assert!(line.contains("cargo xtask pipeline"), "{line}");
+    project.run(&["itest"]).assert_one_line_error_with(&["placeholder", "cargo xtask pipeline"]);
 
     project.register(&base_image(project.stack), &["true", "Ref::input", "Ref::output"]);
     let dry = project.run(&["itest", "--dry-run", "--segment-seconds", "4"]);
     dry.assert_success();
-    let out = dry.stdout();
-    assert!(out.contains("[dry-run] would upload xtask/fixtures/itest.mp4"), "{out}");
-    assert!(out.contains("segments   4 s (--segment-seconds)"), "{out}");
-    assert!(out.contains("expect     3 segment(s), 12.000 s of video, 1 audio file(s)"), "{out}");
-    assert!(
-        out.contains(&format!(
-            "job definition {}:2 on queue {}",
-            project.job_definition(),
-            project.queue()
-        )),
-        "{out}"
+    assert_contains(
+        &dry.stdout(),
+        &[
+            "[dry-run] would upload xtask/fixtures/itest.mp4",
+            "segments   4 s (--segment-seconds)",
+            "expect     3 segment(s), 12.000 s of video, 1 audio file(s)",
+            &format!("job definition {}:2 on queue {}", project.job_definition(), project.queue()),
+        ],
     );
     assert_eq!(project.keys(), Vec::<String>::new(), "a dry run uploads nothing");
     assert!(project.jobs().is_empty(), "a dry run submits nothing");
@@ -342,9 +311,7 @@ fn a_failing_container_shows_the_tail_of_its_log() {
         let _heavy = support::docker_lock();
         project.run(&["itest", "--log-lines", "10"])
     };
-    let line = run.assert_one_line_error();
-    assert!(line.contains("FAILED after"), "{line}");
-    assert!(line.contains("last log line: boom: giving up on s3://"), "{line}");
+    run.assert_one_line_error_with(&["FAILED after", "last log line: boom: giving up on s3://"]);
 
     let out = run.stdout();
     let shown: Vec<&str> = out.lines().filter_map(|l| l.strip_prefix("    | ")).collect();
@@ -352,21 +319,22 @@ fn a_failing_container_shows_the_tail_of_its_log() {
     assert_eq!(shown.len(), 10, "the last 10 lines:\n{out}");
     assert_eq!(&shown[..9], want.as_slice(), "{out}");
     assert!(shown[9].starts_with("boom: giving up on s3://"), "{out}");
-    assert!(out.contains("last 10 line(s) of the log:"), "{out}");
-    assert!(
-        out.contains(&format!(
-            "log            /aws/batch/job {}/default/",
-            project.job_definition()
-        )),
-        "{out}"
+    assert_contains(
+        &out,
+        &[
+            "last 10 line(s) of the log:",
+            &format!("log            /aws/batch/job {}/default/", project.job_definition()),
+        ],
     );
 
     // Batch (moto) has the job FAILED; its input was uploaded, then deleted with the run.
     let jobs = project.jobs();
     assert_eq!(jobs.len(), 1, "{jobs:?}");
     assert_eq!(jobs[0].2, JobStatus::Failed);
-    assert!(out.contains(&format!("submitted job {} ({})", jobs[0].1, jobs[0].0)), "{out}");
-    assert!(out.contains("uploaded s3://"), "{out}");
+    assert_contains(
+        &out,
+        &[&format!("submitted job {} ({})", jobs[0].1, jobs[0].0), "uploaded s3://"],
+    );
     assert_eq!(project.keys(), Vec::<String>::new(), "the run's objects are deleted");
 }
 
@@ -382,15 +350,19 @@ fn a_job_past_its_timeout_is_terminated() {
         let _heavy = support::docker_lock();
         project.run(&["itest", "--timeout", "3s", "--keep"])
     };
-    let line = run.assert_one_line_error();
-    assert!(line.contains("did not finish within 3s: terminated it (status now FAILED)"), "{line}");
-    assert!(line.contains("raise --timeout"), "{line}");
+    run.assert_one_line_error_with(&[
+        "did not finish within 3s: terminated it (status now FAILED)",
+        "raise --timeout",
+    ]);
     let out = run.stdout();
-    assert!(
-        out.contains("timed out: TerminateJob sent (cargo xtask itest: no result within 3s)"),
-        "{out}"
+    // The log line written before the kill is shown.
+    assert_contains(
+        &out,
+        &[
+            "timed out: TerminateJob sent (cargo xtask itest: no result within 3s)",
+            "    | started on s3://",
+        ],
     );
-    assert!(out.contains("    | started on s3://"), "the log written before the kill: {out}");
 
     // TerminateJob took effect: FAILED with our reason, and moto removed the container.
     let jobs = project.jobs();
@@ -416,17 +388,12 @@ fn a_video_that_is_not_a_video_fails_with_the_splitters_error() {
         let _heavy = support::docker_lock();
         project.run(&["itest", "--video", &text.display().to_string()])
     };
-    let line = run.assert_one_line_error();
-    assert!(
-        line.contains("the splitter says: s3://")
-            && line.contains("/input.mp4 is a text file, not a video (exit 4, not_a_video)"),
-        "{line}"
-    );
+    run.assert_one_line_error_with(&[
+        "the splitter says: s3://",
+        "/input.mp4 is a text file, not a video (exit 4, not_a_video)",
+    ]);
     let out = run.stdout();
-    assert!(
-        out.contains("expect     no video (ffprobe cannot read it): the job should fail"),
-        "{out}"
-    );
+    assert_contains(&out, &["expect     no video (ffprobe cannot read it): the job should fail"]);
     assert!(
         out.lines().any(|l| l.starts_with("    | ERROR ")
             && l.contains("not a video exit_code=4 kind=not_a_video")),
@@ -479,23 +446,18 @@ fn another_video_is_probed_and_split_as_asked() {
     };
     run.assert_success();
     let out = run.stdout();
-    assert!(out.contains("segments   3 s (--segment-seconds)"), "{out}");
-    assert!(out.contains("segments    3 at 3 s, expected 3 from the keyframes (ffprobe)"), "{out}");
-    assert!(
-        out.contains("duration    3.000 + 3.000 + 2.000 = 8.000 s; source 8.000 s (ffprobe)"),
-        "{out}"
-    );
-    assert!(
-        out.contains("audio       0 file(s); the source has 0 audio stream(s) (ffprobe)"),
-        "{out}"
+    assert_contains(
+        &out,
+        &[
+            "segments   3 s (--segment-seconds)",
+            "segments    3 at 3 s, expected 3 from the keyframes (ffprobe)",
+            "duration    3.000 + 3.000 + 2.000 = 8.000 s; source 8.000 s (ffprobe)",
+            "audio       0 file(s); the source has 0 audio stream(s) (ffprobe)",
+        ],
     );
 
     // The job got the override as a parameter; the output, kept, has what the report says.
-    let job_id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("itest passed: job "))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("itest passed line");
+    let job_id = passed_job_id(&out);
     let aws = project.stack.aws();
     let jobs =
         aws.block_on(aws.batch().describe_jobs().jobs(job_id).send()).expect("describe the job");
@@ -528,10 +490,11 @@ fn without_ffprobe_itest_stops_before_touching_anything() {
     std::fs::create_dir_all(&empty).expect("an empty PATH directory");
     let run =
         support::run(stack.xtask().args(["itest", "--project", &project]).env("PATH", &empty));
-    let line = run.assert_one_line_error();
     // The tools' own check (it installs as root where apt-get is on PATH; here it is not).
-    assert!(line.contains("missing ffmpeg (`ffprobe` not found)"), "{line}");
-    assert!(line.contains("apt-get install -y --no-install-recommends ffmpeg`"), "{line}");
+    let line = run.assert_one_line_error_with(&[
+        "missing ffmpeg (`ffprobe` not found)",
+        "apt-get install -y --no-install-recommends ffmpeg`",
+    ]);
     // Before any AWS call: the project has no queue, and that is not what it says.
     assert!(!line.contains("does not exist"), "{line}");
     std::fs::remove_dir_all(&empty).expect("cleanup");

@@ -8,7 +8,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use aws_sdk_batch::types::{JobStatus, KeyValuePair, ResourceRequirement, ResourceType};
-use support::{Stack, free_port, pid_alive, port_free, run, wait_until, xtask};
+use support::{Stack, free_port, pid_alive, run, xtask};
+use xtask::proc::{port_free, wait_until};
 
 const COMMANDS: [&str; 10] = [
     "local",

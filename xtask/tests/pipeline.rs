@@ -12,7 +12,7 @@ use std::process::Command;
 use aws_sdk_batch::types::JobStatus;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
-use support::{Run, Stack};
+use support::{Run, Stack, docker, passed_job_id, remove_images};
 
 /// The summary line of `stage`: (time, result), e.g. ("3.1 s", "ok    …").
 fn summary_row<'a>(out: &'a str, stage: &str) -> Option<&'a str> {
@@ -35,32 +35,6 @@ fn registry_uploads(stack: &Stack, repo: &str) -> (usize, usize) {
     let blobs = log.matches(&format!("\"POST /v2/{repo}/blobs/uploads/")).count();
     let manifests = log.matches(&format!("\"PUT /v2/{repo}/manifests/")).count();
     (blobs, manifests)
-}
-
-fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("run docker");
-    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
-}
-
-/// Removes `{prefix}{digits}-splitter…` images (and their local-registry tags), except this
-/// process's when `keep_pid` is given.
-fn remove_images(prefix: &str, keep_pid: Option<u32>) {
-    for image in docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]).lines() {
-        let repo = image
-            .split_once('/')
-            .filter(|(h, _)| h.starts_with("127.0.0.1:"))
-            .map_or(image, |(_, r)| r);
-        let Some(rest) = repo.strip_prefix(prefix) else { continue };
-        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
-        if digits.is_empty() || !rest[digits.len()..].starts_with("-splitter") {
-            continue;
-        }
-        if keep_pid.is_some_and(|pid| digits == pid.to_string()) {
-            continue;
-        }
-        let _ = Command::new("docker").args(["image", "rm", "--force", image]).output();
-    }
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -180,12 +154,7 @@ fn the_local_pipeline_runs_end_to_end_and_a_second_run_changes_nothing() {
     assert_eq!(tags, want);
 
     // The job: SUCCEEDED on revision 2, which runs that image from the stack's registry.
-    let job_id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("itest passed: job "))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("itest passed line")
-        .to_owned();
+    let job_id = passed_job_id(&out).to_owned();
     let batch = aws.batch();
     let jobs = aws.block_on(batch.describe_jobs().jobs(&job_id).send()).expect("describe the job");
     let job = &jobs.jobs()[0];
@@ -299,12 +268,7 @@ fn the_local_pipeline_runs_end_to_end_and_a_second_run_changes_nothing() {
         .block_on(batch.describe_job_definitions().job_definition_name(&job_definition).send())
         .expect("job definitions");
     assert_eq!(defs2.job_definitions().len(), 2, "no revision registered");
-    let job2 = out2
-        .lines()
-        .find_map(|l| l.strip_prefix("itest passed: job "))
-        .and_then(|l| l.split_whitespace().next())
-        .expect("itest passed line");
-    assert_ne!(job2, job_id, "a new job ran");
+    assert_ne!(passed_job_id(&out2), job_id, "a new job ran");
     // Without --keep, the second run's objects are gone; the first run's are still there.
     let listed = aws
         .block_on(aws.s3().list_objects_v2().bucket(&bucket).prefix("itest/").send())
@@ -336,12 +300,11 @@ fn a_failing_stage_stops_the_pipeline_and_names_it() {
             .args(["pipeline", "--project", &project, "--skip", "image,scan"])
             .env("CARGO_TARGET_DIR", &dir),
     );
-    let line = run.assert_one_line_error();
+    let line = run.assert_one_line_error_with(&["run `cargo xtask image` first"]);
     assert!(
         line.starts_with("error: pipeline stopped at stage `push`: no image built yet"),
         "{line}"
     );
-    assert!(line.contains("run `cargo xtask image` first"), "{line}");
     let out = run.stdout();
     assert!(
         summary_row(&out, "image").expect("image").ends_with("ok    skipped (--skip)"),
@@ -358,8 +321,7 @@ fn a_failing_stage_stops_the_pipeline_and_names_it() {
     // prod needs --yes, asked before anything is built.
     let run =
         support::run(stack.xtask().args(["pipeline", "--project", &project, "--env", "prod"]));
-    let line = run.assert_one_line_error();
-    assert!(line.contains("needs confirmation: rerun with --yes"), "{line}");
+    run.assert_one_line_error_with(&["needs confirmation: rerun with --yes"]);
     assert!(!run.stdout().contains("==>"), "no stage ran:\n{}", run.stdout());
 
     // A dry run prints every stage's command and runs none.

@@ -1,10 +1,10 @@
 //! `cargo xtask rollback` against the local stack: deploy A, deploy B, go back; revisions and
 //! ECR tags read back with the AWS CLI.
 
-mod release;
 mod support;
+mod world;
 
-use release::{World, comparable, image_of, sha, tag_of};
+use world::{World, comparable, image_of, sha, tag_of};
 
 /// A world with images A and B pushed to dev (B pushed last, so `latest` is on B) and both
 /// deployed (revision 2 runs A, revision 3 runs B). Returns A's and B's SHA and digest.

@@ -81,7 +81,9 @@ pub struct Audio {
 }
 
 impl Manifest {
-    /// Every file the manifest lists: (path, bytes, sha256).
+    /// Every file the manifest lists: (path, bytes, sha256). The splitter's own
+    /// `Manifest::files` does the same on its types; this view keeps its own copy on purpose
+    /// (see [`Manifest`]: itest reads what a deployed splitter wrote, not this checkout's types).
     pub fn files(&self) -> Vec<(&str, u64, &str)> {
         self.segments
             .iter()

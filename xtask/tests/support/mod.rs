@@ -24,7 +24,8 @@ use std::net::{Ipv4Addr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, Instant};
+
+use xtask::proc::read_pid;
 
 /// Environment variables of the caller's shell that would change what xtask does.
 const SCRUBBED_PREFIXES: &[&str] = &["AWS_", "SPLITTER_", "MOTO_"];
@@ -102,6 +103,27 @@ impl Run {
         );
         errors[0].to_owned()
     }
+    /// [`Run::assert_one_line_error`], and the line says each of `parts`; returns it.
+    pub fn assert_one_line_error_with(&self, parts: &[&str]) -> String {
+        let line = self.assert_one_line_error();
+        assert_contains(&line, parts);
+        line
+    }
+}
+
+/// Panics, showing `text`, unless it contains each of `parts`.
+pub fn assert_contains(text: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(text.contains(part), "missing {part:?} in:\n{text}");
+    }
+}
+
+/// The job id of itest's `itest passed: job ID …` line in `out`.
+pub fn passed_job_id(out: &str) -> &str {
+    out.lines()
+        .find_map(|l| l.strip_prefix("itest passed: job "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no `itest passed: job` line in:\n{out}"))
 }
 
 /// Runs `cmd` to completion, capturing its output.
@@ -131,11 +153,6 @@ pub fn free_port() -> u16 {
     }
 }
 
-/// Whether nothing listens on 127.0.0.1:`port`.
-pub fn port_free(port: u16) -> bool {
-    TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok()
-}
-
 /// Whether process `pid` runs (a zombie does not). Not xtask's `proc::alive` on purpose: the
 /// tests check with it what xtask's process handling did.
 pub fn pid_alive(pid: u32) -> bool {
@@ -148,17 +165,30 @@ pub fn pid_alive(pid: u32) -> bool {
     }
 }
 
-/// Polls `done` every 200 ms until it holds or `timeout` passes.
-pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if done() {
-            return true;
+/// `docker ARGS` (the client on PATH); its stdout, trimmed. Panics with stderr when it fails.
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("run docker");
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// Removes the `{prefix}{pid}-splitter…` images earlier test runs left (and their local-registry
+/// tags `127.0.0.1:PORT/{prefix}{pid}-splitter-…`), except process `keep_pid`'s when given.
+pub fn remove_images(prefix: &str, keep_pid: Option<u32>) {
+    for image in docker(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]).lines() {
+        let repo = image
+            .split_once('/')
+            .filter(|(h, _)| h.starts_with("127.0.0.1:"))
+            .map_or(image, |(_, r)| r);
+        let Some(rest) = repo.strip_prefix(prefix) else { continue };
+        let digits: String = rest.chars().take_while(|c| c.is_ascii_digit()).collect();
+        if digits.is_empty() || !rest[digits.len()..].starts_with("-splitter") {
+            continue;
         }
-        if Instant::now() >= deadline {
-            return false;
+        if keep_pid.is_some_and(|pid| digits == pid.to_string()) {
+            continue;
         }
-        std::thread::sleep(Duration::from_millis(200));
+        let _ = Command::new("docker").args(["image", "rm", "--force", image]).output();
     }
 }
 
@@ -179,12 +209,9 @@ fn remove_stale_stacks() {
     let Ok(entries) = std::fs::read_dir(stacks_dir()) else { return };
     for entry in entries.flatten() {
         let dir = entry.path();
-        let live = ["moto.pid", "registry.pid", "watch.pid"].iter().any(|f| {
-            std::fs::read_to_string(dir.join(f))
-                .ok()
-                .and_then(|s| s.trim().parse::<u32>().ok())
-                .is_some_and(pid_alive)
-        });
+        let live = ["moto.pid", "registry.pid", "watch.pid"]
+            .iter()
+            .any(|f| read_pid(&dir.join(f)).is_some_and(pid_alive));
         if !live {
             let _ = std::fs::remove_dir_all(&dir);
         }

