@@ -3,7 +3,8 @@
 //! last. See `README.md` for the command line, the manifest schema and the exit codes.
 //!
 //! Pure planning lives in [`plan`] (packets in, cut list out); everything that touches
-//! ffmpeg, files or S3 sits at the edges ([`probe`], [`cut`], [`output`], [`s3`]).
+//! ffmpeg, files or S3 sits at the edges ([`probe`], [`cut`], [`readback`], [`output`],
+//! [`s3`]).
 
 pub mod cut;
 pub mod error;
@@ -15,6 +16,7 @@ pub mod output;
 pub mod packets;
 pub mod plan;
 pub mod probe;
+pub mod readback;
 pub mod s3;
 pub mod split;
 pub mod timestamps;

@@ -6,7 +6,7 @@
 //! or reorder frames; this catches it before a manifest is written.
 //!
 //! Pure: timestamps in, a verdict and a digest out. Reading the packet lists is `packets`'s
-//! job, running ffmpeg `split`'s and `verify`'s.
+//! job, running ffmpeg `readback`'s and `verify`'s.
 
 use std::fmt;
 

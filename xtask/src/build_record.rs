@@ -3,8 +3,11 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use xshell::Shell;
+
+use crate::docker::{Docker, ImageInfo};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BuildRecord {
@@ -47,6 +50,22 @@ impl BuildRecord {
         serde_json::from_str(&text).with_context(|| {
             format!("{} is not a build record: rerun `cargo xtask image`", path.display())
         })
+    }
+
+    /// The local image the record names, which must still be the recorded one (the daemon
+    /// checked first): what `push` uploads and `image save` hands over.
+    pub(crate) fn local_image(&self, sh: &Shell, docker: &Docker) -> Result<ImageInfo> {
+        let local = self.image_ref();
+        docker.ensure_daemon(sh)?;
+        let info = docker.inspect_image(sh, &local)?;
+        if info.id != self.image_id {
+            bail!(
+                "{local} is now {} but the build record says {}: rerun `cargo xtask image`",
+                info.id,
+                self.image_id
+            );
+        }
+        Ok(info)
     }
 
     pub fn save(&self) -> Result<()> {

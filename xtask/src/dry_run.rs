@@ -78,7 +78,12 @@ impl DryRun {
 /// left out), the program as it will be started, the arguments, each word quoted when it needs
 /// it. Standard input is not shown (a password given on stdin stays out of it).
 pub(crate) fn command_line(cmd: Cmd<'_>) -> String {
-    let command = Command::from(cmd);
+    process_line(&Command::from(cmd))
+}
+
+/// [`command_line`] of a [`Command`] (one that is started detached rather than run); its working
+/// directory is not shown.
+pub(crate) fn process_line(command: &Command) -> String {
     let env = command.get_envs().filter_map(|(key, value)| {
         let value = value?;
         Some(format!("{}={}", key.to_string_lossy(), shell_quote(&value.to_string_lossy())))

@@ -50,11 +50,11 @@ use xshell::Shell;
 
 use crate::aws::{Aws, sdk_error};
 use crate::config::{PLACEHOLDER_TAG, Target};
+use crate::display_path;
 use crate::dry_run::DryRun;
-use crate::shown;
 use crate::time::{format_duration, parse_duration};
 use manifest::Manifest;
-use preflight::{Plan, preflight};
+use preflight::{Resolved, preflight};
 use source::Source;
 pub use verify::CHECKS;
 
@@ -151,10 +151,11 @@ impl Itest {
         let ffprobe = self.ffprobe(sh)?;
         let source = Source::load(sh, self.video.as_deref())?;
         let aws = Aws::load(&self.target.region)?;
-        let plan = aws.block_on(preflight(&aws, &self.target, self.segment_seconds.as_deref()))?;
+        let resolved =
+            aws.block_on(preflight(&aws, &self.target, self.segment_seconds.as_deref()))?;
         let run = Run::new(&self.target, &source);
-        self.print_plan(&source, &plan, &run, &ffprobe);
-        self.refuse_placeholder(&plan)?;
+        self.print_plan(&source, &resolved, &run, &ffprobe);
+        self.refuse_placeholder(&resolved)?;
         if self.dry_run {
             println!("dry run: nothing uploaded, no job submitted");
             return Ok(None);
@@ -162,8 +163,8 @@ impl Itest {
 
         // Steps 2 to 6, until Ctrl-C; a job an error leaves running is terminated.
         let job = job::Tracked::default();
-        let result =
-            aws.block_on(job::or_ctrl_c(self.run_job(&aws, &source, &plan, &run, &ffprobe, &job)));
+        let result = aws
+            .block_on(job::or_ctrl_c(self.run_job(&aws, &source, &resolved, &run, &ffprobe, &job)));
         if let Err(err) = &result {
             job.terminate_if_running(&aws, err);
         }
@@ -177,7 +178,7 @@ impl Itest {
             "itest passed: job {} ({}) split {} into {} segment(s) and {} audio file(s) in {:.1} s; {} checks passed",
             outcome.job_id,
             outcome.job_definition,
-            shown(&source.path),
+            display_path(&source.path),
             outcome.segments,
             outcome.audio,
             outcome.job_seconds,
@@ -193,37 +194,37 @@ impl Itest {
             sh,
             &[crate::tools::FFMPEG],
             crate::tools::Mode::Install,
-            self.dry_run,
+            DryRun::new(self.dry_run),
         )?;
         output::find_ffprobe()
     }
 
     /// The plan: what will be uploaded, submitted and checked, and what to expect.
-    fn print_plan(&self, source: &Source, plan: &Plan, run: &Run, ffprobe: &Path) {
+    fn print_plan(&self, source: &Source, resolved: &Resolved, run: &Run, ffprobe: &Path) {
         let e = &source.expect;
         println!(
             "itest {} ({}, {}): job definition {}:{} on queue {}",
             self.target.env,
             self.target.project,
             self.target.region,
-            plan.job_definition,
-            plan.revision,
-            plan.queue
+            resolved.job_definition,
+            resolved.revision,
+            resolved.queue
         );
-        println!("  image      {}", plan.image);
+        println!("  image      {}", resolved.image);
         println!(
             "  video      {} ({} bytes, sha256 {}…)",
-            shown(&source.path),
+            display_path(&source.path),
             source.bytes,
             &source.sha256[..12]
         );
         println!("  input      {}", run.input_uri());
         println!("  output     {}", run.output_uri());
-        println!("  segments   {} s ({})", plan.segment_seconds, plan.segment_seconds_from);
+        println!("  segments   {} s ({})", resolved.segment_seconds, resolved.segment_seconds_from);
         if e.video_seconds > 0.0 {
-            let count = match e.segments(plan.segment_seconds) {
+            let count = match e.segments(resolved.segment_seconds) {
                 Some(n) => n.to_string(),
-                None => format!("1..={}", e.max_segments(plan.segment_seconds)),
+                None => format!("1..={}", e.max_segments(resolved.segment_seconds)),
             };
             println!(
                 "  expect     {count} segment(s), {:.3} s of video, {} audio file(s) ({})",
@@ -235,7 +236,7 @@ impl Itest {
         println!("  timeout    {} (then TerminateJob)", format_duration(self.timeout));
         println!("  ffprobe    {} (lists each segment's video packets)", ffprobe.display());
         let dry = DryRun::new(self.dry_run).nested();
-        dry.would(format_args!("upload {} to {}", shown(&source.path), run.input_uri()));
+        dry.would(format_args!("upload {} to {}", display_path(&source.path), run.input_uri()));
         dry.would(format_args!(
             "submit job {} and watch it, then check the output and {}",
             run.job_name,
@@ -248,15 +249,15 @@ impl Itest {
     }
 
     /// A job definition that still runs the placeholder image is refused (a note on a dry run).
-    fn refuse_placeholder(&self, plan: &Plan) -> Result<()> {
-        if plan.image.ends_with(&format!(":{PLACEHOLDER_TAG}")) {
+    fn refuse_placeholder(&self, resolved: &Resolved) -> Result<()> {
+        if resolved.image.ends_with(&format!(":{PLACEHOLDER_TAG}")) {
             let next = "deploy an image first: `cargo xtask image`, `push` and `deploy` (or `cargo xtask pipeline`)";
             if !self.dry_run {
                 bail!(
                     "revision {} of {} runs the placeholder image {} (nothing deployed yet): {next}",
-                    plan.revision,
-                    plan.job_definition,
-                    plan.image
+                    resolved.revision,
+                    resolved.job_definition,
+                    resolved.image
                 );
             }
             println!("note: the job definition runs the placeholder image: {next}");
@@ -270,14 +271,14 @@ impl Itest {
         &self,
         aws: &Aws,
         source: &Source,
-        plan: &Plan,
+        resolved: &Resolved,
         run: &Run,
         ffprobe: &Path,
         job: &job::Tracked,
     ) -> Result<Outcome> {
         upload(aws, source, run).await?;
         let batch = aws.batch();
-        let id = job::submit(&batch, plan, run, self.segment_seconds.as_deref()).await?;
+        let id = job::submit(&batch, resolved, run, self.segment_seconds.as_deref()).await?;
         job.submitted(&id);
         let started = Instant::now();
         println!("submitted job {} ({id})", run.job_name);
@@ -287,14 +288,14 @@ impl Itest {
         let elapsed = started.elapsed().as_secs_f64();
         let status = detail.status().cloned();
         if timed_out || status != Some(JobStatus::Succeeded) {
-            return Err(self.report_failure(aws, plan, run, &detail, timed_out, elapsed).await);
+            return Err(self.report_failure(aws, resolved, run, &detail, timed_out, elapsed).await);
         }
         println!("job SUCCEEDED after {elapsed:.1} s; checking {}/", run.output_uri());
 
-        let (manifest, checks) = check_output(aws, source, plan, run, ffprobe).await?;
+        let (manifest, checks) = check_output(aws, source, resolved, run, ffprobe).await?;
         Ok(Outcome {
             job_id: id,
-            job_definition: format!("{}:{}", plan.job_definition, plan.revision),
+            job_definition: format!("{}:{}", resolved.job_definition, resolved.revision),
             segments: manifest.segments.len(),
             audio: manifest.audio.len(),
             checks: checks.len(),
@@ -307,7 +308,7 @@ impl Itest {
     async fn report_failure(
         &self,
         aws: &Aws,
-        plan: &Plan,
+        resolved: &Resolved,
         run: &Run,
         job: &JobDetail,
         timed_out: bool,
@@ -327,8 +328,8 @@ impl Itest {
                 None
             }
             Some(stream) => {
-                println!("  log            {} {stream}", plan.log_group);
-                Some(logs::show_tail(aws, &plan.log_group, &stream, self.log_lines).await)
+                println!("  log            {} {stream}", resolved.log_group);
+                Some(logs::show_tail(aws, &resolved.log_group, &stream, self.log_lines).await)
             }
         };
 
@@ -337,7 +338,7 @@ impl Itest {
         if tail.is_none() {
             why.push_str(&format!(
                 "; no container ran: can the compute environment pull {}?",
-                plan.image
+                resolved.image
             ));
         }
         let tail_hint = if tail.is_some() { "see the log tail above" } else { "see the job above" };
@@ -398,15 +399,15 @@ async fn upload(aws: &Aws, source: &Source, run: &Run) -> Result<()> {
 async fn check_output(
     aws: &Aws,
     source: &Source,
-    plan: &Plan,
+    resolved: &Resolved,
     run: &Run,
     ffprobe: &Path,
 ) -> Result<(Manifest, Vec<verify::Check>)> {
-    let output = output::read(aws, plan, run, ffprobe).await?;
+    let output = output::read(aws, resolved, run, ffprobe).await?;
     let checks = verify::verify(
         &output.manifest,
         source,
-        plan.segment_seconds,
+        resolved.segment_seconds,
         &output.stored,
         &output.listed,
     );

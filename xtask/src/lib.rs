@@ -50,8 +50,8 @@ pub fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A path relative to the workspace when inside it (shorter messages).
-pub fn shown(path: &Path) -> String {
+/// `path` for display: relative to the workspace when inside it (shorter messages), else as is.
+pub fn display_path(path: &Path) -> String {
     path.strip_prefix(project_root()).unwrap_or(path).display().to_string()
 }
 

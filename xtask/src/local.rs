@@ -33,6 +33,7 @@ use xshell::Shell;
 use crate::aws::Aws;
 use crate::config::{self, LocalStack, Target};
 use crate::docker::{Docker, shell_quote};
+use crate::dry_run::DryRun;
 use crate::{proc, tools};
 use servers::{
     MOTO, REGISTRY, WATCH, check_port, moto_port_of, registry_port_of, start_moto, start_registry,
@@ -73,25 +74,26 @@ impl Local {
     }
 }
 
+/// `local up`'s arguments; also built by `pipeline --local` ([`Up::new`]).
 #[derive(Debug, Args)]
-struct Up {
+pub struct Up {
     #[command(flatten)]
-    stack: LocalStack,
+    pub(crate) stack: LocalStack,
     #[command(flatten)]
-    target: Target,
+    pub(crate) target: Target,
     /// Base image for offline image builds; when unset, `{project}-base:trixie` is built with
     /// debootstrap if missing.
     #[arg(long, env = "SPLITTER_BASE_IMAGE")]
-    base_image: Option<String>,
+    pub(crate) base_image: Option<String>,
     /// Do not install missing tools; fail with the install command instead.
     #[arg(long)]
-    no_install: bool,
+    pub(crate) no_install: bool,
     /// Stop the stack when process PID exits (tests pass their own PID, so nothing outlives them).
     #[arg(long, value_name = "PID")]
-    owner_pid: Option<u32>,
+    pub(crate) owner_pid: Option<u32>,
     /// Print what would be started and created; change nothing.
     #[arg(long)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]
@@ -176,12 +178,23 @@ fn env_file_text(vars: &[(String, String)], dir: &Path) -> String {
 }
 
 impl Up {
-    fn run(self, sh: &Shell) -> Result<()> {
+    /// `local up` on `stack` and `target`, with no owner process.
+    pub(crate) fn new(
+        stack: LocalStack,
+        target: Target,
+        base_image: Option<String>,
+        no_install: bool,
+        dry_run: bool,
+    ) -> Up {
+        Up { stack, target, base_image, no_install, owner_pid: None, dry_run }
+    }
+
+    pub(crate) fn run(self, sh: &Shell) -> Result<()> {
         let dir = absolute(&self.stack.state_dir());
-        let dry = self.dry_run;
+        let dry = DryRun::new(self.dry_run);
         let mode = if self.no_install { tools::Mode::CheckOnly } else { tools::Mode::Install };
         tools::ensure(sh, tools::LOCAL_STACK, mode, dry)?;
-        if !dry {
+        if !dry.is_on() {
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create {}", dir.display()))?;
         }
@@ -197,7 +210,7 @@ impl Up {
 
         let base_image = match &self.base_image {
             Some(image) => {
-                if !dry && !Docker::detect(sh)?.image_exists(sh, image)? {
+                if !dry.is_on() && !Docker::detect(sh)?.image_exists(sh, image)? {
                     bail!(
                         "SPLITTER_BASE_IMAGE={image} is not a local image: build or load it, or unset SPLITTER_BASE_IMAGE"
                     );
@@ -227,7 +240,8 @@ impl Up {
             "resources (project {}, env {}, region {}):",
             self.target.project, self.target.env, self.target.region
         );
-        if dry {
+        if dry.is_on() {
+            let dry = dry.nested();
             for (kind, name) in [
                 ("iam role", self.target.job_role()),
                 ("iam role", self.target.batch_service_role()),
@@ -238,7 +252,7 @@ impl Up {
                 ("batch job queue", self.target.job_queue()),
                 ("batch job definition", self.target.job_definition()),
             ] {
-                println!("  [dry-run] would create if missing: {kind} {name}");
+                dry.would(format_args!("create if missing: {kind} {name}"));
             }
         } else {
             let aws = Aws::local(&self.target.region, &self.stack.endpoint_url())?;
@@ -248,7 +262,7 @@ impl Up {
 
         let vars = env_vars(&self.stack, &self.target.region, &self.target.project, &base_image);
         let text = env_file_text(&vars, &dir);
-        if !dry {
+        if !dry.is_on() {
             std::fs::write(dir.join("env"), &text)
                 .with_context(|| format!("cannot write {}", dir.join("env").display()))?;
         }
@@ -261,7 +275,7 @@ impl Up {
 impl Down {
     fn run(self, _sh: &Shell) -> Result<()> {
         let dir = absolute(&self.stack.state_dir());
-        let stopped = stop_stack(&dir, self.dry_run, None)?;
+        let stopped = stop_stack(&dir, DryRun::new(self.dry_run), None)?;
         if stopped == 0 {
             println!("nothing runs for {}", dir.display());
         }
@@ -363,7 +377,7 @@ impl Watch {
                     self.owner_pid,
                     dir.display()
                 );
-                stop_stack(&dir, false, Some(me))?;
+                stop_stack(&dir, DryRun::OFF, Some(me))?;
                 let _ = std::fs::remove_file(dir.join("env"));
                 return Ok(());
             }

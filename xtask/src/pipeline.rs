@@ -3,12 +3,11 @@
 //! stack up. The README's main command: `cargo xtask pipeline --local`.
 //!
 //! Each stage is a command's own `run`, called in this process (no `cargo xtask` subprocess) on
-//! the command's typed arguments (`image::Image`, `scan::Scan`, `push::Push`, `deploy::Deploy`,
-//! `itest::Itest`), so errors are the individual commands'. Each stage's header shows the
-//! equivalent command line, made from those arguments (`command_line`); a unit test parses every
-//! such line back with the command's own clap definition, so a shown line means what the stage
-//! runs. `local up` alone is still parsed from its argument list (its arguments are private to
-//! `local`).
+//! the command's typed arguments (`local::Up`, `image::Image`, `scan::Scan`, `push::Push`,
+//! `deploy::Deploy`, `itest::Itest`), so errors are the individual commands'. Each stage's header
+//! shows the equivalent command line, made from those arguments ([`command_lines`], whose test
+//! parses every such line back with the command's own clap definition, so a shown line means what
+//! the stage runs). The summary table at the end is [`summary`]'s.
 //!
 //! With `--local`, after `local up` the stack's env file is applied to this process
 //! ([`crate::aws::set_env_overlay`]: the endpoint, dummy credentials and the local registry), the
@@ -16,27 +15,31 @@
 //! What each stage did is read back afterwards (build record, scan report, ECR tags, job
 //! definition revisions), so the summary shows what is, not what was intended.
 
-use std::fmt::{Display, Write as _};
-use std::path::{Path, PathBuf};
+mod command_lines;
+mod summary;
+
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Parser, ValueEnum};
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
 use xshell::Shell;
 
 use crate::aws::Aws;
 use crate::build_record::BuildRecord;
 use crate::config::{Env, LocalStack, Target};
 use crate::deploy::{Deploy, RegisterFlags};
-use crate::docker::{shell_quote, short_id};
+use crate::docker::short_id;
 use crate::dry_run::DryRun;
 use crate::image::Image;
 use crate::itest::Itest;
+use crate::local::Up;
 use crate::push::Push;
 use crate::scan::Scan;
 use crate::scan::trivy_db::Severity;
-use crate::time::{format_duration, parse_duration};
-use crate::{ecr, image, jobdef, local, scan, tools};
+use crate::time::parse_duration;
+use crate::{ecr, jobdef, scan, tools};
+use summary::{Facts, Row, print_summary, stopped};
 
 /// Tools the stages after `local up` need that `local up` does not install: Trivy (scan) and
 /// curl (publishing the offline Trivy DB to the stack's registry).
@@ -132,22 +135,6 @@ pub struct Pipeline {
     dry_run: bool,
 }
 
-/// What one stage did.
-#[derive(Debug)]
-struct Row {
-    name: &'static str,
-    seconds: Option<f64>,
-    result: Result<String, String>,
-}
-
-/// Facts for the summary's last lines.
-#[derive(Debug, Default)]
-struct Facts {
-    digest: Option<String>,
-    revision: Option<String>,
-    itest: Option<String>,
-}
-
 /// The stages run so far: their rows, the `[n/total]` counter, what `--skip` leaves out.
 #[derive(Debug)]
 struct Progress {
@@ -229,8 +216,8 @@ impl Pipeline {
 
         // 0. With --local: the stack, whose env file the later stages then use.
         if self.local {
-            let argv = self.local_up_argv(base_image.as_deref());
-            p.step("local", &xtask_line(&argv), || self.local_up(sh, &argv, &mut base_image))?;
+            let up = self.local_up_args(base_image.clone());
+            p.step("local", &up.command_line(), || self.local_up(sh, up, &mut base_image))?;
         }
 
         // 1. image
@@ -265,45 +252,19 @@ impl Pipeline {
         result
     }
 
-    /// Stage 0's command: `local up` on the pipeline's stack and target.
-    fn local_up_argv(&self, base_image: Option<&str>) -> Vec<String> {
-        let t = &self.target;
-        let stack = &self.stack;
-        let mut argv = args(&["local", "up"]);
-        argv.extend(args(&["--moto-port", &stack.moto_port.to_string()]));
-        argv.extend(args(&["--registry-port", &stack.registry_port.to_string()]));
-        argv.extend(args(&["--state-dir", &stack.state_dir().display().to_string()]));
-        argv.extend(args(&[
-            "--project",
-            &t.project,
-            "--env",
-            t.env.as_str(),
-            "--region",
-            &t.region,
-        ]));
-        if let Some(b) = base_image {
-            argv.extend(args(&["--base-image", b]));
-        }
-        if self.no_install {
-            argv.push("--no-install".to_owned());
-        }
-        if self.dry_run {
-            argv.push("--dry-run".to_owned());
-        }
-        argv
+    /// Stage 0's arguments: `local up` on the pipeline's stack (its state directory given, so
+    /// the line shows where the stack lives) and target.
+    fn local_up_args(&self, base_image: Option<String>) -> Up {
+        let stack = LocalStack { state_dir: Some(self.stack.state_dir()), ..self.stack.clone() };
+        Up::new(stack, self.target.clone(), base_image, self.no_install, self.dry_run)
     }
 
     /// Stage 0: `local up`, the tools the later stages need, then the stack's env file applied to
     /// this process; the stack's base image unless one was given.
-    fn local_up(
-        &self,
-        sh: &Shell,
-        argv: &[String],
-        base_image: &mut Option<String>,
-    ) -> Result<String> {
-        parse::<local::Local>(argv)?.run(sh)?;
+    fn local_up(&self, sh: &Shell, up: Up, base_image: &mut Option<String>) -> Result<String> {
+        up.run(sh)?;
         let mode = if self.no_install { tools::Mode::CheckOnly } else { tools::Mode::Install };
-        tools::ensure(sh, LOCAL_EXTRA_TOOLS, mode, self.dry_run)?;
+        tools::ensure(sh, LOCAL_EXTRA_TOOLS, mode, DryRun::new(self.dry_run))?;
         if self.dry_run {
             return Ok("dry run".to_owned());
         }
@@ -457,144 +418,6 @@ fn run_itest(sh: &Shell, itest: &Itest, facts: &mut Facts) -> Result<String> {
     ))
 }
 
-/// `cargo xtask …` equivalent to a stage's typed arguments: the lines the headers and a dry run
-/// show. Flags at their defaults are left out, except the target's (always shown) and itest's
-/// `--timeout`.
-struct Line(Vec<String>);
-
-impl Line {
-    fn new(command: &str) -> Line {
-        Line(vec![command.to_owned()])
-    }
-    fn target(self, t: &Target) -> Line {
-        self.value("--project", &t.project).value("--env", t.env).value("--region", &t.region)
-    }
-    fn value(mut self, flag: &str, value: impl Display) -> Line {
-        self.0.extend([flag.to_owned(), value.to_string()]);
-        self
-    }
-    fn option(self, flag: &str, value: Option<impl Display>) -> Line {
-        match value {
-            Some(value) => self.value(flag, value),
-            None => self,
-        }
-    }
-    fn switch(mut self, flag: &str, on: bool) -> Line {
-        if on {
-            self.0.push(flag.to_owned());
-        }
-        self
-    }
-    fn finish(self) -> String {
-        xtask_line(&self.0)
-    }
-}
-
-impl Image {
-    /// The build's command line (not `save`/`load`, which the pipeline never runs).
-    fn command_line(&self) -> String {
-        let mut line = Line::new("image")
-            .value("--project", &self.project)
-            .option("--platform", Some(&self.platform).filter(|p| *p != image::DEFAULT_PLATFORM))
-            .option("--base-image", self.base_image.as_ref())
-            .switch("--no-cache", self.no_cache);
-        for spec in &self.cache_from {
-            line = line.value("--cache-from", spec);
-        }
-        line.option("--cache-to", self.cache_to.as_ref()).switch("--dry-run", self.dry_run).finish()
-    }
-}
-
-impl Scan {
-    fn command_line(&self) -> String {
-        Line::new("scan")
-            .option("--image", self.image.as_ref())
-            .option("--severity", Some(&self.severity).filter(|s| *s != scan::DEFAULT_SEVERITY))
-            .switch("--include-unfixed", self.include_unfixed)
-            .option("--ignorefile", self.ignorefile.as_ref().map(|p| p.display()))
-            .option("--cache-dir", self.cache_dir.as_ref().map(|p| p.display()))
-            .option("--db-repository", self.db_repository.as_ref())
-            .switch("--skip-db-update", self.skip_db_update)
-            .switch("--offline-scan", self.offline_scan)
-            .option(
-                "--trivy",
-                Some(self.trivy.display())
-                    .filter(|_| self.trivy.as_path() != Path::new(scan::DEFAULT_TRIVY)),
-            )
-            .switch("--dry-run", self.dry_run)
-            .finish()
-    }
-}
-
-impl Push {
-    fn command_line(&self) -> String {
-        Line::new("push")
-            .target(&self.target)
-            .switch("--allow-dirty", self.allow_dirty)
-            .switch("--dry-run", self.dry_run)
-            .finish()
-    }
-}
-
-impl Deploy {
-    fn command_line(&self) -> String {
-        Line::new("deploy")
-            .target(&self.target)
-            .option("--tag", self.tag.as_ref())
-            .switch("--force", self.register.force)
-            .switch("--dry-run", self.register.dry_run)
-            .switch("--yes", self.register.yes)
-            .finish()
-    }
-}
-
-impl Itest {
-    fn command_line(&self) -> String {
-        Line::new("itest")
-            .target(&self.target)
-            .option("--video", self.video.as_ref().map(|v| v.display()))
-            .value("--timeout", format_duration(self.timeout))
-            .option("--segment-seconds", self.segment_seconds.as_ref())
-            .switch("--keep", self.keep)
-            .option("--log-lines", Some(self.log_lines).filter(|n| *n != ITEST_LOG_LINES))
-            .switch("--dry-run", self.dry_run)
-            .finish()
-    }
-}
-
-/// The error that ends the pipeline: the failed stage and its one-line reason.
-fn stopped(stage: &str, rows: &[Row]) -> anyhow::Error {
-    let why = rows
-        .iter()
-        .rev()
-        .find_map(|r| r.result.as_ref().err().cloned())
-        .unwrap_or_else(|| "failed".to_owned());
-    anyhow!("pipeline stopped at stage `{stage}`: {why}")
-}
-
-/// `cargo xtask ARGS…`, quoted for a shell.
-fn xtask_line(argv: &[String]) -> String {
-    let words: Vec<String> = argv.iter().map(|a| shell_quote(a)).collect();
-    format!("cargo xtask {}", words.join(" "))
-}
-
-fn args(words: &[&str]) -> Vec<String> {
-    words.iter().map(|w| (*w).to_owned()).collect()
-}
-
-/// A command's arguments parsed by its own clap definition, as `cargo xtask ARGV…` would.
-fn parse<T: Args>(argv: &[String]) -> Result<T> {
-    /// The command's name is argv[0], where clap expects the binary's.
-    #[derive(Debug, Parser)]
-    struct Command<T: Args> {
-        #[command(flatten)]
-        inner: T,
-    }
-    Command::<T>::try_parse_from(argv)
-        .map(|c| c.inner)
-        .map_err(|e| anyhow!("pipeline built an invalid command `{}`: {e}", xtask_line(argv)))
-}
-
 /// Findings by severity from the scan's JSON report.
 fn scan_result() -> String {
     let path = crate::xtask_dir().join("scan").join(scan::JSON_REPORT);
@@ -628,234 +451,4 @@ fn short(digest: &str) -> String {
 
 fn short_tag(tag: &str) -> String {
     if tag.len() > 12 { format!("{}…", &tag[..12]) } else { tag.to_owned() }
-}
-
-fn print_summary(p: &Pipeline, rows: &[Row], facts: &Facts, total: Duration) {
-    let mut out = String::new();
-    let place = if p.local {
-        format!("local stack {}", p.stack.endpoint_url())
-    } else {
-        std::env::var("AWS_ENDPOINT_URL")
-            .map(|e| format!("endpoint {e}"))
-            .unwrap_or_else(|_| "AWS".to_owned())
-    };
-    let _ = writeln!(
-        out,
-        "\npipeline summary: project {}, env {}, {}, {place}{}",
-        p.target.project,
-        p.target.env,
-        p.target.region,
-        if p.dry_run { " (dry run)" } else { "" }
-    );
-    let _ = writeln!(out, "  {:<7} {:>8}  result", "stage", "time");
-    let names: Vec<&str> = rows.iter().map(|r| r.name).collect();
-    let all: Vec<&str> = if p.local { vec!["local"] } else { vec![] }
-        .into_iter()
-        .chain(["image", "scan", "push", "deploy", "itest"])
-        .collect();
-    for name in all {
-        let Some(row) = rows.iter().find(|r| r.name == name) else {
-            if !names.contains(&name) {
-                let _ = writeln!(out, "  {name:<7} {:>8}  not run", "-");
-            }
-            continue;
-        };
-        let time = row.seconds.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "-".to_owned());
-        let result = match &row.result {
-            Ok(text) => format!("ok    {text}"),
-            Err(e) => format!("FAILED {}", first_line(e)),
-        };
-        let _ = writeln!(out, "  {name:<7} {time:>8}  {result}");
-    }
-    let _ = writeln!(out, "  {:<7} {:>8}", "total", format!("{:.1} s", total.as_secs_f64()));
-    let dash = || "-".to_owned();
-    let _ = writeln!(out, "  image digest  {}", facts.digest.clone().unwrap_or_else(dash));
-    let _ = writeln!(out, "  revision      {}", facts.revision.clone().unwrap_or_else(dash));
-    let _ = writeln!(out, "  itest result  {}", facts.itest.clone().unwrap_or_else(dash));
-    print!("{out}");
-    if let Err(e) = crate::gha::append_step_summary(&summary_markdown(rows, facts, total)) {
-        eprintln!("warning: {e:#}");
-    }
-}
-
-/// The summary as a Markdown table, for the GitHub Actions job summary.
-fn summary_markdown(rows: &[Row], facts: &Facts, total: Duration) -> String {
-    let cell = |s: &str| s.replace('|', "\\|").replace('\n', " ");
-    let mut md = String::from("### Pipeline\n\n| stage | time | result |\n|---|---:|---|\n");
-    for row in rows {
-        let time = row.seconds.map(|s| format!("{s:.1} s")).unwrap_or_else(|| "-".to_owned());
-        let result = match &row.result {
-            Ok(text) => format!("✅ {}", cell(text)),
-            Err(e) => format!("❌ {}", cell(&first_line(e))),
-        };
-        let _ = writeln!(md, "| {} | {time} | {result} |", row.name);
-    }
-    let _ = writeln!(md, "| total | {:.1} s | |\n", total.as_secs_f64());
-    for (k, v) in
-        [("image digest", &facts.digest), ("revision", &facts.revision), ("itest", &facts.itest)]
-    {
-        let _ = writeln!(md, "- {k}: `{}`", v.as_deref().unwrap_or("-"));
-    }
-    md.push('\n');
-    md
-}
-
-fn first_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or_default();
-    if line.chars().count() > 160 {
-        format!("{}…", line.chars().take(160).collect::<String>())
-    } else {
-        line.to_owned()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The words of a line [`xtask_line`] made (plain words and `'…'` quoting, `\'` escapes).
-    fn shell_words(line: &str) -> Vec<String> {
-        let mut words = Vec::new();
-        let mut word: Option<String> = None;
-        let mut chars = line.chars();
-        while let Some(c) = chars.next() {
-            match c {
-                ' ' => words.extend(word.take()),
-                '\'' => {
-                    let w = word.get_or_insert_with(String::new);
-                    w.extend(chars.by_ref().take_while(|c| *c != '\''));
-                }
-                '\\' => word.get_or_insert_with(String::new).extend(chars.next()),
-                c => word.get_or_insert_with(String::new).push(c),
-            }
-        }
-        words.extend(word);
-        words
-    }
-
-    /// `line` (`cargo xtask CMD …`) parsed by `T`'s clap definition, the way `cargo xtask`
-    /// parses it.
-    fn parse_line<T: Args>(line: &str) -> T {
-        let words = shell_words(line);
-        assert_eq!(words[..2], ["cargo", "xtask"], "{line}");
-        parse(&words[2..]).unwrap_or_else(|e| panic!("{line}: {e:#}"))
-    }
-
-    /// Each stage's command line means its typed arguments: parsed back by the command's own
-    /// definition, it gives the same value (compared by their `Debug` text).
-    #[test]
-    fn stage_command_lines_parse_back_to_the_same_arguments() {
-        fn round_trip<T: Args + std::fmt::Debug>(value: &T, line: &str) {
-            let parsed: T = parse_line(line);
-            assert_eq!(format!("{parsed:?}"), format!("{value:?}"), "{line}");
-        }
-        let target = Target { project: "p".into(), env: Env::Staging, region: "eu-west-1".into() };
-
-        // What the pipeline runs, as `cargo xtask pipeline --local --dry-run` would.
-        let mut image = Image::with_base_image(Some("upscaler-base:trixie".into()));
-        image.dry_run = true;
-        round_trip(&image, &image.command_line());
-        assert_eq!(
-            image.command_line(),
-            "cargo xtask image --project upscaler --base-image upscaler-base:trixie --dry-run"
-        );
-        let scan = Scan::with_db_repository(Some("127.0.0.1:5000/trivy-db:2".into()));
-        round_trip(&scan, &scan.command_line());
-        let push = Push { target: target.clone(), allow_dirty: false, dry_run: false };
-        assert_eq!(
-            push.command_line(),
-            "cargo xtask push --project p --env staging --region eu-west-1"
-        );
-        round_trip(&push, &push.command_line());
-        let register = RegisterFlags { yes: true, ..RegisterFlags::default() };
-        let deploy = Deploy { target: target.clone(), tag: None, register };
-        assert_eq!(
-            deploy.command_line(),
-            "cargo xtask deploy --project p --env staging --region eu-west-1 --yes"
-        );
-        round_trip(&deploy, &deploy.command_line());
-        let mut itest = Itest {
-            target: target.clone(),
-            video: Some("my clip.mp4".into()),
-            timeout: Duration::from_secs(5400),
-            segment_seconds: None,
-            keep: true,
-            log_lines: ITEST_LOG_LINES,
-            dry_run: false,
-        };
-        assert_eq!(
-            itest.command_line(),
-            "cargo xtask itest --project p --env staging --region eu-west-1 --video 'my clip.mp4' \
-             --timeout 1h30m --keep"
-        );
-        round_trip(&itest, &itest.command_line());
-
-        // Every flag away from its default.
-        image.project = "acme".into();
-        image.platform = "linux/arm64".into();
-        image.no_cache = true;
-        image.cache_from = vec!["type=gha".into(), "it's:cached".into()];
-        image.cache_to = Some("type=gha,mode=max".into());
-        round_trip(&image, &image.command_line());
-        let mut scan = Scan::with_db_repository(Some("mirror:5000/db:2".into()));
-        scan.image = Some("some:image".into());
-        scan.severity = "CRITICAL".into();
-        scan.include_unfixed = true;
-        scan.ignorefile = Some("a dir/.trivyignore".into());
-        scan.cache_dir = Some("/c".into());
-        scan.skip_db_update = true;
-        scan.offline_scan = true;
-        scan.trivy = "/opt/trivy".into();
-        scan.dry_run = true;
-        round_trip(&scan, &scan.command_line());
-        let push = Push { target: target.clone(), allow_dirty: true, dry_run: true };
-        round_trip(&push, &push.command_line());
-        let register = RegisterFlags { force: true, dry_run: true, yes: false };
-        let deploy = Deploy { target: target.clone(), tag: Some("0123abc".into()), register };
-        round_trip(&deploy, &deploy.command_line());
-        itest.segment_seconds = Some("4".into());
-        itest.log_lines = 7;
-        itest.dry_run = true;
-        round_trip(&itest, &itest.command_line());
-    }
-
-    #[test]
-    fn local_up_is_parsed_by_its_own_definition() {
-        let local: local::Local =
-            parse(&args(&["local", "up", "--moto-port", "4600", "--dry-run"])).expect("local up");
-        assert!(format!("{local:?}").contains("moto_port: 4600"), "{local:?}");
-        let err = parse::<local::Local>(&args(&["local", "up", "--bogus"])).expect_err("unknown");
-        assert!(err.to_string().contains("cargo xtask local up --bogus"), "{err}");
-        assert_eq!(
-            xtask_line(&args(&["itest", "--video", "my clip.mp4"])),
-            "cargo xtask itest --video 'my clip.mp4'"
-        );
-        assert_eq!(shell_words(r"a 'b c' 'it'\''s'"), ["a", "b c", "it's"]);
-    }
-
-    #[test]
-    fn the_failed_stage_is_named_with_its_reason() {
-        let rows = vec![
-            Row { name: "image", seconds: Some(1.0), result: Ok("built".into()) },
-            Row {
-                name: "scan",
-                seconds: Some(2.0),
-                result: Err("vulnerability gate failed: 1 HIGH".into()),
-            },
-        ];
-        assert_eq!(
-            stopped("scan", &rows).to_string(),
-            "pipeline stopped at stage `scan`: vulnerability gate failed: 1 HIGH"
-        );
-        assert_eq!(short("sha256:0123456789abcdef"), "sha256:0123456789ab");
-        let facts = Facts { digest: Some("sha256:ab".into()), revision: None, itest: None };
-        let md = summary_markdown(&rows, &facts, Duration::from_secs(3));
-        assert!(md.contains("| image | 1.0 s | ✅ built |"), "{md}");
-        assert!(md.contains("| scan | 2.0 s | ❌ vulnerability gate failed: 1 HIGH |"), "{md}");
-        assert!(
-            md.contains("- image digest: `sha256:ab`") && md.contains("- revision: `-`"),
-            "{md}"
-        );
-        assert_eq!(first_line("a\nb"), "a");
-    }
 }

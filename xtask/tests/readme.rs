@@ -56,7 +56,7 @@ fn doc_files() -> Vec<PathBuf> {
 }
 
 /// `path` relative to the workspace root, for messages.
-fn shown(path: &Path) -> String {
+fn display_path(path: &Path) -> String {
     let root = root().canonicalize().expect("root");
     let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     path.strip_prefix(&root).unwrap_or(&path).display().to_string()
@@ -311,7 +311,7 @@ fn broken_links(file: &Path, text: &str) -> Vec<String> {
             Some((path, anchor)) => (path, Some(anchor)),
             None => (target.as_str(), None),
         };
-        let at = format!("{}:{line}: ({target})", shown(file));
+        let at = format!("{}:{line}: ({target})", display_path(file));
         let resolved = match path {
             "" => file.to_path_buf(),
             p if p.starts_with('/') => root().join(p.trim_start_matches('/')),
@@ -329,7 +329,7 @@ fn broken_links(file: &Path, text: &str) -> Vec<String> {
         }
         let target_text = if path.is_empty() { text.to_owned() } else { read(&resolved) };
         if !anchors(&target_text).contains(anchor) {
-            out.push(format!("{at}: no heading #{anchor} in {}", shown(&resolved)));
+            out.push(format!("{at}: no heading #{anchor} in {}", display_path(&resolved)));
         }
     }
     out
@@ -373,7 +373,7 @@ fn the_command_check_reports_a_planted_bad_line() {
 #[test]
 fn every_command_line_in_the_docs_parses() {
     let files = doc_files();
-    let names: Vec<String> = files.iter().map(|f| shown(f)).collect();
+    let names: Vec<String> = files.iter().map(|f| display_path(f)).collect();
     for needed in ["README.md", "ARCHITECTURE.md", "docs/README.md", "splitter/README.md"] {
         assert!(names.iter().any(|n| n == needed), "{needed} not among {names:?}");
     }
@@ -495,7 +495,7 @@ fn the_docs_index_lists_every_file_of_docs() {
     let linked: BTreeSet<String> = links(&index).into_iter().map(|(_, t)| t).collect();
     let mut missing = Vec::new();
     for file in doc_files() {
-        let name = shown(&file);
+        let name = display_path(&file);
         let Some(in_docs) = name.strip_prefix("docs/") else { continue };
         if in_docs != "README.md" && !linked.iter().any(|t| t.split('#').next() == Some(in_docs)) {
             missing.push(name);

@@ -41,15 +41,7 @@ impl Save {
         let record = BuildRecord::load()?;
         let image = record.image_ref();
         let docker = Docker::detect(sh)?;
-        docker.ensure_daemon(sh)?;
-        let info = docker.inspect_image(sh, &image)?;
-        if info.id != record.image_id {
-            bail!(
-                "{image} is now {} but the build record says {}: rerun `cargo xtask image`",
-                info.id,
-                record.image_id
-            );
-        }
+        record.local_image(sh, &docker)?;
         std::fs::create_dir_all(&dir)
             .with_context(|| format!("cannot create {}", dir.display()))?;
         let started = Instant::now();

@@ -12,7 +12,7 @@ use anyhow::{Context, Result, anyhow};
 use aws_sdk_batch::types::{JobDetail, JobStatus};
 
 use super::logs::{format_log_line, splitter_error};
-use super::{Plan, Run};
+use super::{Resolved, Run};
 use crate::aws::{Aws, sdk_error};
 use crate::time::format_duration;
 
@@ -57,18 +57,18 @@ pub(super) async fn or_ctrl_c<T>(work: impl Future<Output = Result<T>>) -> Resul
     }
 }
 
-/// Step 3: submits the job to the environment's queue with the plan's revision; returns its id.
+/// Step 3: submits the job to the environment's queue with the revision preflight resolved; returns its id.
 pub(super) async fn submit(
     batch: &aws_sdk_batch::Client,
-    plan: &Plan,
+    resolved: &Resolved,
     run: &Run,
     segment_seconds: Option<&str>,
 ) -> Result<String> {
     let mut submit = batch
         .submit_job()
         .job_name(&run.job_name)
-        .job_queue(&plan.queue)
-        .job_definition(&plan.arn)
+        .job_queue(&resolved.queue)
+        .job_definition(&resolved.arn)
         .parameters("input", run.input_uri())
         .parameters("output", run.output_uri());
     if let Some(seconds) = segment_seconds {
@@ -77,7 +77,7 @@ pub(super) async fn submit(
     let submitted = submit.send().await.map_err(sdk_error).with_context(|| {
         format!(
             "cannot submit a job to queue {}: check the role's batch:SubmitJob permission",
-            plan.queue
+            resolved.queue
         )
     })?;
     Ok(submitted.job_id().context("Batch returned no job id")?.to_owned())

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use sha2::{Digest, Sha256};
 
 use super::manifest::{Manifest, SCHEMAS};
-use super::{Plan, Run, random_hex, source};
+use super::{Resolved, Run, random_hex, source};
 use crate::aws::{Aws, sdk_error};
 
 /// What the job wrote, as downloaded.
@@ -110,10 +110,15 @@ pub(super) fn find_ffprobe() -> Result<PathBuf> {
 
 /// Reads the manifest and every object it lists (segments probed with ffprobe), and lists the
 /// output prefix.
-pub(super) async fn read(aws: &Aws, plan: &Plan, run: &Run, ffprobe: &Path) -> Result<Output> {
+pub(super) async fn read(
+    aws: &Aws,
+    resolved: &Resolved,
+    run: &Run,
+    ffprobe: &Path,
+) -> Result<Output> {
     let s3 = aws.s3();
     let prefix = run.output_prefix();
-    let manifest = read_manifest(&s3, plan, run).await?;
+    let manifest = read_manifest(&s3, resolved, run).await?;
     let scratch = Scratch::create()?;
     let mut stored = Vec::new();
     for (path, _, _) in manifest.files() {
@@ -142,7 +147,11 @@ pub(super) async fn read(aws: &Aws, plan: &Plan, run: &Run, ffprobe: &Path) -> R
 }
 
 /// `manifest.json`, which a succeeded job must have written.
-async fn read_manifest(s3: &aws_sdk_s3::Client, plan: &Plan, run: &Run) -> Result<Manifest> {
+async fn read_manifest(
+    s3: &aws_sdk_s3::Client,
+    resolved: &Resolved,
+    run: &Run,
+) -> Result<Manifest> {
     let key = format!("{}/manifest.json", run.output_prefix());
     let object = match s3.get_object().bucket(&run.bucket).key(&key).send().await {
         Ok(o) => o,
@@ -150,7 +159,7 @@ async fn read_manifest(s3: &aws_sdk_s3::Client, plan: &Plan, run: &Run) -> Resul
             "itest failed: the job SUCCEEDED but wrote no s3://{}/{key}: the splitter must write it last, \
              and only on success (a splitter bug: see its log in {})",
             run.bucket,
-            plan.log_group
+            resolved.log_group
         ),
         Err(err) => {
             return Err(sdk_error(err))

@@ -8,9 +8,10 @@ use crate::aws::Aws;
 use crate::config::{BATCH_LOG_GROUP, Target};
 use crate::{jobdef, lookup};
 
-/// What exists in the environment, checked before anything is uploaded.
+/// What preflight resolved in the environment before anything is uploaded: the queue, the job
+/// definition revision to run, its image and log group, and `segment_seconds`.
 #[derive(Debug)]
-pub(super) struct Plan {
+pub(super) struct Resolved {
     pub queue: String,
     pub job_definition: String,
     pub revision: i32,
@@ -27,7 +28,7 @@ pub(super) async fn preflight(
     aws: &Aws,
     target: &Target,
     segment_override: Option<&str>,
-) -> Result<Plan> {
+) -> Result<Resolved> {
     let batch = aws.batch();
     let queue = target.job_queue();
     let found = lookup::find_job_queue(&batch, &queue).await.with_context(|| {
@@ -98,7 +99,7 @@ pub(super) async fn preflight(
             target.env
         );
     }
-    Ok(Plan {
+    Ok(Resolved {
         queue,
         job_definition: name,
         revision,

@@ -9,19 +9,25 @@ use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::docker::Docker;
+use crate::dry_run::DryRun;
 use crate::proc;
 
 /// Builds the Debian trixie base image with debootstrap + `docker import` when missing.
-pub fn build_debootstrap_base(sh: &Shell, image: &str, dir: &Path, dry: bool) -> Result<()> {
+pub(crate) fn build_debootstrap_base(
+    sh: &Shell,
+    image: &str,
+    dir: &Path,
+    dry: DryRun,
+) -> Result<()> {
     let docker = Docker::detect(sh)?;
     if docker.image_exists(sh, image)? {
         println!("base      {image}  (exists)");
         return Ok(());
     }
-    if dry {
-        println!(
-            "[dry-run] would build {image} with debootstrap --variant=minbase trixie + docker import"
-        );
+    if dry.is_on() {
+        dry.would(format_args!(
+            "build {image} with debootstrap --variant=minbase trixie + docker import"
+        ));
         return Ok(());
     }
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 use xshell::{Shell, cmd};
 
 use crate::config::LocalStack;
+use crate::dry_run::{DryRun, process_line};
 use crate::{proc, tools};
 
 /// A server of the stack: its PID file, log, and the text its command line must contain.
@@ -64,7 +65,7 @@ fn registry_config(dir: &Path, port: u16) -> String {
     )
 }
 
-pub(super) fn start_moto(sh: &Shell, stack: &LocalStack, dir: &Path, dry: bool) -> Result<()> {
+pub(super) fn start_moto(sh: &Shell, stack: &LocalStack, dir: &Path, dry: DryRun) -> Result<()> {
     let port = stack.moto_port;
     if let Some(pid) = MOTO.running(dir) {
         let running_port = moto_port_of(pid);
@@ -80,11 +81,6 @@ pub(super) fn start_moto(sh: &Shell, stack: &LocalStack, dir: &Path, dry: bool) 
     }
     check_port(port, "--moto-port / SPLITTER_MOTO_PORT")?;
     let python = tools::python();
-    if dry {
-        println!("[dry-run] would start: {python} -m moto.server -H 127.0.0.1 -p {port}");
-        return Ok(());
-    }
-    let log = MOTO.log_file(dir);
     let port_s = port.to_string();
     let cmd = cmd!(sh, "{python} -m moto.server -H 127.0.0.1 -p {port_s}")
         .env("MOTO_DOCKER_NETWORK_MODE", "host")
@@ -94,14 +90,27 @@ pub(super) fn start_moto(sh: &Shell, stack: &LocalStack, dir: &Path, dry: bool) 
         .env("PYTHONUNBUFFERED", "1");
     let mut command: std::process::Command = cmd.into();
     command.current_dir(dir);
-    let pid = proc::spawn_detached(command, &log)?;
-    proc::write_pid(&MOTO.pid_file(dir), pid)?;
-    wait_ready(MOTO, pid, port, "/moto-api/", &log, Duration::from_secs(60))?;
-    println!("moto      started   pid {pid}  {}  (log {})", stack.endpoint_url(), log.display());
+    dry.call(format_args!("start: {}", process_line(&command)), || {
+        let log = MOTO.log_file(dir);
+        let pid = proc::spawn_detached(command, &log)?;
+        proc::write_pid(&MOTO.pid_file(dir), pid)?;
+        wait_ready(MOTO, pid, port, "/moto-api/", &log, Duration::from_secs(60))?;
+        println!(
+            "moto      started   pid {pid}  {}  (log {})",
+            stack.endpoint_url(),
+            log.display()
+        );
+        Ok(())
+    })?;
     Ok(())
 }
 
-pub(super) fn start_registry(sh: &Shell, stack: &LocalStack, dir: &Path, dry: bool) -> Result<()> {
+pub(super) fn start_registry(
+    sh: &Shell,
+    stack: &LocalStack,
+    dir: &Path,
+    dry: DryRun,
+) -> Result<()> {
     let port = stack.registry_port;
     if let Some(pid) = REGISTRY.running(dir) {
         let running_port = registry_port_of(dir);
@@ -116,23 +125,20 @@ pub(super) fn start_registry(sh: &Shell, stack: &LocalStack, dir: &Path, dry: bo
         return Ok(());
     }
     check_port(port, "--registry-port / SPLITTER_REGISTRY_PORT")?;
-    if dry {
-        println!(
-            "[dry-run] would start: docker-registry serve {}",
-            dir.join("registry.yml").display()
-        );
-        return Ok(());
-    }
     let config_path = dir.join("registry.yml");
-    std::fs::create_dir_all(dir.join("registry"))
-        .with_context(|| format!("cannot create {}", dir.join("registry").display()))?;
-    std::fs::write(&config_path, registry_config(dir, port))
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
-    let log = REGISTRY.log_file(dir);
-    let pid = proc::spawn_detached(cmd!(sh, "docker-registry serve {config_path}").into(), &log)?;
-    proc::write_pid(&REGISTRY.pid_file(dir), pid)?;
-    wait_ready(REGISTRY, pid, port, "/v2/", &log, Duration::from_secs(30))?;
-    println!("registry  started   pid {pid}  {}  (log {})", stack.registry(), log.display());
+    let command = cmd!(sh, "docker-registry serve {config_path}").into();
+    dry.call(format_args!("start: {}", process_line(&command)), || {
+        std::fs::create_dir_all(dir.join("registry"))
+            .with_context(|| format!("cannot create {}", dir.join("registry").display()))?;
+        std::fs::write(&config_path, registry_config(dir, port))
+            .with_context(|| format!("cannot write {}", config_path.display()))?;
+        let log = REGISTRY.log_file(dir);
+        let pid = proc::spawn_detached(command, &log)?;
+        proc::write_pid(&REGISTRY.pid_file(dir), pid)?;
+        wait_ready(REGISTRY, pid, port, "/v2/", &log, Duration::from_secs(30))?;
+        println!("registry  started   pid {pid}  {}  (log {})", stack.registry(), log.display());
+        Ok(())
+    })?;
     Ok(())
 }
 
@@ -186,12 +192,15 @@ pub(super) fn start_watch(
     stack: &LocalStack,
     dir: &Path,
     owner: u32,
-    dry: bool,
+    dry: DryRun,
 ) -> Result<()> {
-    if dry {
-        println!("[dry-run] would stop the stack when process {owner} exits");
-        return Ok(());
-    }
+    dry.call(format_args!("stop the stack when process {owner} exits"), || {
+        start_watch_process(sh, stack, dir, owner)
+    })?;
+    Ok(())
+}
+
+fn start_watch_process(sh: &Shell, stack: &LocalStack, dir: &Path, owner: u32) -> Result<()> {
     if let Some(pid) = WATCH.running(dir) {
         proc::stop(pid, WATCH.marker, Duration::from_secs(5))?;
     }
@@ -210,28 +219,30 @@ pub(super) fn start_watch(
 
 /// Stops the watcher, the registry and moto of `dir` (skipping `except`, the caller itself).
 /// Returns how many processes it stopped.
-pub(super) fn stop_stack(dir: &Path, dry: bool, except: Option<u32>) -> Result<usize> {
+pub(super) fn stop_stack(dir: &Path, dry: DryRun, except: Option<u32>) -> Result<usize> {
     let mut stopped = 0;
     for server in [WATCH, REGISTRY, MOTO] {
         let pid_file = server.pid_file(dir);
         let Some(pid) = proc::read_pid(&pid_file) else { continue };
         if Some(pid) == except {
-            if !dry {
+            if !dry.is_on() {
                 let _ = std::fs::remove_file(&pid_file);
             }
             continue;
         }
         if proc::alive(pid, server.marker) {
-            if dry {
-                println!("[dry-run] would stop {} (pid {pid})", server.name);
+            let stop = || {
+                proc::stop(pid, server.marker, Duration::from_secs(10))
+                    .with_context(|| format!("cannot stop {} (pid {pid})", server.name))?;
+                println!("stopped {} (pid {pid})", server.name);
+                Ok(())
+            };
+            if dry.call(format_args!("stop {} (pid {pid})", server.name), stop)?.is_none() {
                 continue;
             }
-            proc::stop(pid, server.marker, Duration::from_secs(10))
-                .with_context(|| format!("cannot stop {} (pid {pid})", server.name))?;
-            println!("stopped {} (pid {pid})", server.name);
             stopped += 1;
         }
-        if !dry {
+        if !dry.is_on() {
             std::fs::remove_file(&pid_file)
                 .with_context(|| format!("cannot remove {}", pid_file.display()))?;
         }

@@ -108,7 +108,7 @@ pub fn run(sh: &Shell, install: bool) -> Result<()> {
         let file = f["file"].as_str().unwrap_or("?");
         eprintln!(
             "{}:{}:{}: {} [{}]",
-            crate::shown(Path::new(file)),
+            crate::display_path(Path::new(file)),
             f["line"],
             f["column"],
             f["message"].as_str().unwrap_or("?"),
