@@ -190,28 +190,13 @@ fn main() {
             std::fs::create_dir_all(&work).expect("work dir");
             if side == 0 {
                 let pattern = work.join("seg%03d.mp4");
-                let a: Vec<String> = [
-                    "-nostdin",
-                    "-hide_banner",
-                    "-loglevel",
-                    "error",
-                    "-i",
-                    input.to_str().expect("utf-8"),
-                    "-map",
-                    "0:v:0",
-                    "-c",
-                    "copy",
-                    "-f",
-                    "segment",
-                    "-segment_time",
-                    "10",
-                    "-reset_timestamps",
-                    "1",
-                    pattern.to_str().expect("utf-8"),
-                ]
-                .iter()
-                .map(|s| s.to_string())
-                .collect();
+                let mut a: Vec<String> =
+                    ["-nostdin", "-hide_banner", "-loglevel", "error"].map(String::from).to_vec();
+                a.extend(
+                    splitter::cut::common_recipe(&input, "10", &pattern)
+                        .into_iter()
+                        .map(|s| s.to_string_lossy().into_owned()),
+                );
                 bare.push(measure(&ffmpeg, &a, false));
             } else {
                 let out = work.join("out");

@@ -57,6 +57,21 @@ pub fn audio_container(source_format: &str, codec: &str) -> Container {
     }
 }
 
+/// The common recipe the splitter replaces, as ffmpeg arguments after the global options:
+/// ffmpeg's segment muxer on the first video stream with reset timestamps, cutting at the first
+/// keyframe after every `seconds`. `split` never runs it; the benchmark times it and the tests
+/// show where it loses or adds frames (open GOPs, edit lists).
+pub fn common_recipe(input: &Path, seconds: &str, pattern: &Path) -> Vec<OsString> {
+    let mut args: Vec<OsString> = vec!["-i".into(), input.into()];
+    args.extend(
+        ["-map", "0:v:0", "-c", "copy", "-f", "segment", "-segment_time", seconds]
+            .map(OsString::from),
+    );
+    args.extend(["-reset_timestamps", "1"].map(OsString::from));
+    args.push(pattern.into());
+    args
+}
+
 /// One audio stream to extract.
 #[derive(Clone, Debug)]
 pub struct AudioJob {

@@ -338,21 +338,11 @@ pub fn assert_frame_exact(source: &Path, output: &Path) -> usize {
 pub fn naive_recipe(source: &Path, seconds: &str) -> (usize, usize, bool) {
     let dir = TempDir::new("naive");
     let pattern = dir.join("seg%03d.mp4");
-    ffmpeg(&[
-        "-i",
-        path_str(source),
-        "-map",
-        "0:v:0",
-        "-c",
-        "copy",
-        "-f",
-        "segment",
-        "-segment_time",
-        seconds,
-        "-reset_timestamps",
-        "1",
-        path_str(&pattern),
-    ]);
+    let args: Vec<String> = splitter::cut::common_recipe(source, seconds, &pattern)
+        .into_iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    ffmpeg(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let mut files: Vec<PathBuf> =
         std::fs::read_dir(dir.path()).expect("list").map(|e| e.expect("entry").path()).collect();
     files.sort();
