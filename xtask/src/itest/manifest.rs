@@ -46,12 +46,19 @@ pub struct Video {
     pub frames: u64,
 }
 
+/// A file the manifest lists (a segment or an audio file): where it is, its size and SHA-256.
 #[derive(Debug, Clone, Deserialize)]
-pub struct Segment {
-    pub index: usize,
+pub struct Listed {
     pub path: String,
     pub bytes: u64,
     pub sha256: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Segment {
+    pub index: usize,
+    #[serde(flatten)]
+    pub file: Listed,
     /// Frames a standalone decode of the file outputs: `lead_in_frames` (dropped by a worker),
     /// `frames` (owned), `trailing_frames`.
     pub frames: u64,
@@ -70,9 +77,8 @@ impl Segment {
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct Audio {
-    pub path: String,
-    pub bytes: u64,
-    pub sha256: String,
+    #[serde(flatten)]
+    pub file: Listed,
     pub codec: String,
     #[serde(default)]
     pub channels: Option<u32>,
@@ -81,14 +87,12 @@ pub struct Audio {
 }
 
 impl Manifest {
-    /// Every file the manifest lists: (path, bytes, sha256). The splitter's own
-    /// `Manifest::files` does the same on its types; this view keeps its own copy on purpose
-    /// (see [`Manifest`]: itest reads what a deployed splitter wrote, not this checkout's types).
+    /// Every file the manifest lists (segments, then audio): (path, bytes, sha256). The
+    /// splitter's `Manifest::files` answers the same on its own types; this view keeps its own
+    /// on purpose (see [`Manifest`]: itest reads what a deployed splitter wrote).
     pub fn files(&self) -> Vec<(&str, u64, &str)> {
-        self.segments
-            .iter()
-            .map(|s| (s.path.as_str(), s.bytes, s.sha256.as_str()))
-            .chain(self.audio.iter().map(|a| (a.path.as_str(), a.bytes, a.sha256.as_str())))
-            .collect()
+        let segments = self.segments.iter().map(|s| &s.file);
+        let listed = segments.chain(self.audio.iter().map(|a| &a.file));
+        listed.map(|f| (f.path.as_str(), f.bytes, f.sha256.as_str())).collect()
     }
 }

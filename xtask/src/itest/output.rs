@@ -123,7 +123,7 @@ pub(super) async fn read(
     let mut stored = Vec::new();
     for (path, _, _) in manifest.files() {
         let key = format!("{prefix}/{path}");
-        let is_segment = manifest.segments.iter().any(|s| s.path == path);
+        let is_segment = manifest.segments.iter().any(|s| s.file.path == path);
         let copy = is_segment.then(|| scratch.file_for(path));
         let mut object = stored_object(&s3, &run.bucket, &key, path, copy.as_deref()).await?;
         if let (Some(file), Some(_)) = (copy, object.bytes) {

@@ -166,7 +166,7 @@ fn packet_checks(m: &Manifest, stored: &[Stored]) -> [Verdict; 2] {
     let mut count_problems = Vec::new();
     let mut key_problems = Vec::new();
     for seg in &m.segments {
-        let path = seg.path.as_str();
+        let path = seg.file.path.as_str();
         let want = seg.decoded_frames();
         let probed = stored.iter().find(|s| s.path == path).and_then(|s| s.packets.as_ref());
         let packets = match probed {

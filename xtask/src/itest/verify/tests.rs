@@ -45,7 +45,7 @@ fn stored(m: &Manifest) -> Vec<Stored> {
             bytes: Some(*b),
             sha256: Some(s.to_string()),
             meta_sha256: Some(s.to_string()),
-            packets: m.segments.iter().find(|seg| seg.path == *p).map(|seg| {
+            packets: m.segments.iter().find(|seg| seg.file.path == *p).map(|seg| {
                 Ok(Packets {
                     count: seg.decoded_frames(),
                     first_flags: Some("K_".into()),
