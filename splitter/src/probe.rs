@@ -21,9 +21,7 @@ pub const SNIFF_SECONDS: u32 = 15;
 
 /// A cheap look at the first bytes, for a clear message about obviously wrong inputs.
 pub fn sniff_content(path: &Path) -> Result<()> {
-    let mut head = Vec::with_capacity(512);
-    File::open(path)
-        .and_then(|f| f.take(512).read_to_end(&mut head))
+    let head = read_head(path)
         .map_err(|e| fail(Kind::InputUnreadable, format!("cannot read {}: {e}", path.display())))?;
     if head.is_empty() {
         return Err(fail(Kind::NotAVideo, format!("{} is empty (0 bytes)", path.display())));
@@ -41,6 +39,13 @@ pub fn sniff_content(path: &Path) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// The first 512 bytes of a file (all of it when shorter): enough for every signature.
+fn read_head(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut head = Vec::with_capacity(512);
+    File::open(path)?.take(512).read_to_end(&mut head)?;
+    Ok(head)
 }
 
 fn still_image_kind(head: &[u8]) -> Option<&'static str> {
@@ -298,11 +303,11 @@ pub async fn probe(ffprobe: &Path, path: &Path, shown: &str) -> Result<SourceInf
     let stderr = String::from_utf8_lossy(&output.stderr);
     if !output.status.success() {
         let demuxers = container::ffprobe_demuxers(ffprobe).await;
-        if let Some(message) = unsupported_container(&container::read_head(path), &demuxers, shown)
-        {
+        let head = read_head(path).unwrap_or_default();
+        if let Some(message) = unsupported_container(&head, &demuxers, shown) {
             return Err(fail(Kind::NotAVideo, message));
         }
-        let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no details");
+        let reason = tools::last_line(&stderr);
         let reason = reason.rsplit_once("]: ").map_or(reason, |(_, r)| r).trim();
         let detail = stderr
             .lines()

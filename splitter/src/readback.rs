@@ -32,21 +32,20 @@ async fn read_back(tools: &Tools, file: &Path) -> Result<Timeline> {
         .map_err(|e| fail(Kind::Tools, format!("cannot run {}: {e}", tools.ffmpeg.display())))?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        let reason = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no details");
+        let reason = crate::tools::last_line(&stderr);
         anyhow::bail!("ffmpeg cannot read back {}: {reason}", file.display());
     }
     packets::read_timeline(&out.stdout[..])
 }
 
 /// Reads every segment file back (`files[i]` is `segments[i]`'s) and checks its packets'
-/// timestamps against the source's packets it was cut from, listed in `packet_log` (time base
-/// `time_base`; see [`timestamps`]); returns each segment's `pts_digest`.
+/// timestamps against the source's packets it was cut from, listed in `packet_log` (see
+/// [`timestamps`]); returns each segment's `pts_digest`.
 pub async fn check_timestamps(
     tools: &Tools,
     segments: &[Segment],
     files: &[PathBuf],
     packet_log: &Path,
-    time_base: (i64, i64),
     shown: &str,
 ) -> Result<Vec<String>> {
     let log = File::open(packet_log).context("opening ffmpeg's packet list")?;
@@ -65,6 +64,7 @@ pub async fn check_timestamps(
             let actual = task.await.context("reading a segment back")??;
             let expected = source.range(segment.first_packet..segment.end_packet)?;
             let owned_from = (segment.owned_first_packet - segment.first_packet) as usize;
+            let time_base = source.time_base()?;
             timestamps::check_segment(segment.index, &expected, time_base, owned_from, &actual)
                 .map_err(|mismatch| {
                     fail(

@@ -71,7 +71,6 @@ pub async fn split(opts: &SplitOptions) -> Result<Manifest> {
         &cut.plan.segments,
         &cut.files,
         &cut.packet_log,
-        cut.time_base,
         &source.shown,
     )
     .await?;

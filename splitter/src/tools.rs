@@ -152,6 +152,11 @@ impl Tools {
     }
 }
 
+/// The last non-empty line a tool printed on stderr: its reason, by ffmpeg's convention.
+pub fn last_line(stderr: &str) -> &str {
+    stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("no details")
+}
+
 pub fn ffprobe_command(path: &std::path::Path) -> Command {
     let mut cmd = Command::new(path);
     cmd.args(["-hide_banner", "-loglevel", "error"]).stdin(Stdio::null()).kill_on_drop(true);

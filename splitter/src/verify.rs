@@ -124,14 +124,16 @@ async fn segment_facts(
         audio: Vec::new(),
     };
     pass.run(tools, |_| {}).await?;
-    let log = packets::read_log(BufReader::new(File::open(&log_path)?))?;
+    // One read of the listing, two views of it: GOPs (frame count) and timestamps (digest).
+    let listing = std::fs::read(&log_path)?;
+    let log = packets::read_log(&listing[..])?;
     let facts = match &pass.idr_log {
         Some(_) => KeyframeFacts::clean(packets::read_pts(BufReader::new(File::open(&idr_path)?))?),
         None => KeyframeFacts::none_clean(),
     };
     let starts_on_key = log.stream.before_first_key == 0 && !log.stream.gops.is_empty();
     let frames = plan::decoded_frames(&log.stream, &facts).unwrap_or(0);
-    let timeline = packets::read_timeline(BufReader::new(File::open(&log_path)?))?;
+    let timeline = packets::read_timeline(&listing[..])?;
     Ok(SegmentFacts { frames, starts_on_key, pts_digest: timeline.pts_digest() })
 }
 

@@ -117,11 +117,7 @@ impl Test {
                 run: Box::new(move |sh| {
                     let cargo = cargo();
                     let args = &test_args;
-                    // Image builds in the tests use the base the prerequisites step built
-                    // (nothing can be pulled offline), unless the caller chose another.
-                    let base = std::env::var("SPLITTER_BASE_IMAGE")
-                        .unwrap_or_else(|_| config::local_base_image(config::DEFAULT_PROJECT));
-                    let _base = sh.push_env("SPLITTER_BASE_IMAGE", base);
+                    let _base = sh.push_env("SPLITTER_BASE_IMAGE", tests_base_image());
                     cmd!(sh, "{cargo} test --workspace {args...}")
                         .run()
                         .context("tests failed: see the failures above")
@@ -185,6 +181,13 @@ impl Test {
     }
 }
 
+/// The base the tests' image builds start from: the one the prerequisites step built (nothing
+/// can be pulled offline), unless the caller chose another.
+fn tests_base_image() -> String {
+    std::env::var("SPLITTER_BASE_IMAGE")
+        .unwrap_or_else(|_| config::local_base_image(config::DEFAULT_PROJECT))
+}
+
 /// The splitter's suites that exercise ffmpeg: every container and codec, bad inputs, the
 /// command line and S3.
 const SHIPPED_FFMPEG_SUITES: [&str; 4] = ["kinds", "bad_inputs", "cli", "s3"];
@@ -193,9 +196,7 @@ const SHIPPED_FFMPEG_SUITES: [&str; 4] = ["kinds", "bad_inputs", "cli", "s3"];
 /// binaries, they run on the host) and runs the splitter's ffmpeg-facing suites against them.
 /// Fixtures and reference decodes stay with the host's full ffmpeg.
 fn shipped_ffmpeg(sh: &Shell, extra_args: &[String]) -> Result<()> {
-    let base = std::env::var("SPLITTER_BASE_IMAGE")
-        .unwrap_or_else(|_| config::local_base_image(config::DEFAULT_PROJECT));
-    crate::image::Image::with_base_image(Some(base)).run(sh)?;
+    crate::image::Image::with_base_image(Some(tests_base_image())).run(sh)?;
     let record = crate::build_record::BuildRecord::load()?;
     let dest =
         crate::xtask_dir().join("image-ffmpeg").join(crate::docker::short_id(&record.image_id));

@@ -1,8 +1,6 @@
 //! The container check: which container a file is by its first bytes, and the one line for a
 //! container this ffmpeg build has no demuxer for.
 
-use std::fs::File;
-use std::io::Read;
 use std::path::Path;
 
 use crate::tools;
@@ -94,13 +92,6 @@ pub fn unsupported_container(head: &[u8], demuxers: &[String], shown: &str) -> O
 pub(super) async fn ffprobe_demuxers(ffprobe: &Path) -> Vec<String> {
     let out = tools::ffprobe_command(ffprobe).arg("-demuxers").output().await;
     out.map(|o| demuxer_names(&String::from_utf8_lossy(&o.stdout))).unwrap_or_default()
-}
-
-/// The file's first 512 bytes (fewer, or none, when it cannot be read).
-pub(super) fn read_head(path: &Path) -> Vec<u8> {
-    let mut head = Vec::with_capacity(512);
-    let _ = File::open(path).and_then(|f| f.take(512).read_to_end(&mut head));
-    head
 }
 
 #[cfg(test)]
