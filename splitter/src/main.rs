@@ -4,6 +4,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use splitter::error::{self, Kind};
 use splitter::logging::{self, LogFormat};
+use splitter::s3;
 use splitter::split::{self, SplitOptions};
 use splitter::verify::{self, VerifyOptions};
 
@@ -71,6 +72,9 @@ struct VerifyArgs {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let work_dir = cli.work_dir.unwrap_or_else(std::env::temp_dir);
+    let limits =
+        s3::retry::Limits::from_env().map_err(|e| error::fail(Kind::Usage, e.to_string()))?;
+    s3::retry::Limits::install(limits);
     match cli.cmd {
         Cmd::Split(args) => {
             let opts = SplitOptions {

@@ -1,12 +1,17 @@
-//! S3 at the edges: streaming download with hashing, bounded-concurrency uploads (multipart
-//! for large files) that skip objects already stored with the same SHA-256.
+//! S3 at the edges: streaming download with hashing (resumed where it broke), bounded-
+//! concurrency uploads (multipart for large files) that skip objects already stored with the
+//! same SHA-256. Every request is retried on transient faults ([`retry`]).
+
+pub mod retry;
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{Region, RequestChecksumCalculation};
+use aws_sdk_s3::config::retry::RetryConfig;
+use aws_sdk_s3::config::timeout::TimeoutConfig;
+use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
@@ -15,17 +20,30 @@ use tokio::sync::Semaphore;
 
 use crate::error::{Kind, fail};
 use crate::hash::{FileDigest, Hasher};
+use retry::{Failed, Limits, with_retries};
 
 /// Object metadata key holding the object's SHA-256 (`x-amz-meta-sha256`).
 pub const SHA256_METADATA: &str = "sha256";
 
 /// Builds a client from the default chain; path-style addressing when `AWS_ENDPOINT_URL` is set.
+/// Retries are [`retry`]'s (the SDK's own loop is off); timeouts are [`Limits::get`]'s.
 pub async fn client() -> Client {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let limits = Limits::get();
     let mut builder = aws_sdk_s3::config::Builder::from(&shared)
-        // Integrity is checked end to end with SHA-256 (manifest + `verify`); no per-request
-        // checksums keeps multipart uploads simple and compatible with S3 look-alikes.
-        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired);
+        // Integrity is checked end to end with SHA-256 (`x-amz-meta-sha256`, the manifest,
+        // `verify`); no per-request checksums keeps multipart uploads simple and compatible
+        // with S3 look-alikes, and spares the SDK's warning that it cannot validate a
+        // multipart object's part-level checksum on download.
+        .request_checksum_calculation(RequestChecksumCalculation::WhenRequired)
+        .response_checksum_validation(ResponseChecksumValidation::WhenRequired)
+        .retry_config(RetryConfig::disabled())
+        .timeout_config(
+            TimeoutConfig::builder()
+                .connect_timeout(limits.connect_timeout)
+                .read_timeout(limits.read_timeout)
+                .build(),
+        );
     if shared.region().is_none() {
         builder = builder.region(Region::new("us-east-1"));
     }
@@ -124,7 +142,31 @@ pub async fn download(client: &Client, bucket: &str, key: &str, dest: &Path) -> 
         .ok_or_else(|| fail(Kind::InputUnreadable, format!("s3://{bucket}/{key} does not exist")))
 }
 
+/// The error of a failed read of `uri` in one line ([`Kind::InputUnreadable`]).
+fn read_error<E, R>(failed: &Failed<E, R>, bucket: &str, uri: &str) -> anyhow::Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug + HasStatus,
+{
+    let what = match classify(&failed.error) {
+        ErrorClass::NoSuchBucket => format!("bucket {bucket} does not exist (reading {uri})"),
+        ErrorClass::AccessDenied => format!("access denied reading {uri} ({})", failed.describe()),
+        ErrorClass::NoCredentials => {
+            format!("no usable AWS credentials to read {uri}: {}", failed.describe())
+        }
+        ErrorClass::NoSuchKey | ErrorClass::Other => {
+            format!("cannot read {uri}: {}", failed.describe())
+        }
+    };
+    fail(Kind::InputUnreadable, what)
+}
+
 /// Like [`download`], but a missing object is `Ok(None)`.
+///
+/// A body that breaks off (connection dropped, cut short, or no data for the read timeout) is
+/// resumed from the byte it reached with a ranged GET pinned to the object's ETag, up to the
+/// attempt limit. When the object carries `x-amz-meta-sha256` (the splitter's uploads do), the
+/// download's SHA-256 is compared with it; the log says which check was made.
 pub async fn download_if_exists(
     client: &Client,
     bucket: &str,
@@ -132,60 +174,148 @@ pub async fn download_if_exists(
     dest: &Path,
 ) -> Result<Option<FileDigest>> {
     let uri = format!("s3://{bucket}/{key}");
-    let response = match client.get_object().bucket(bucket).key(key).send().await {
-        Ok(response) => response,
-        Err(e) => {
-            let what = match classify(&e) {
-                ErrorClass::NoSuchKey => return Ok(None),
-                ErrorClass::NoSuchBucket => {
-                    format!("bucket {bucket} does not exist (reading {uri})")
-                }
-                ErrorClass::AccessDenied => {
-                    format!("access denied reading {uri} ({})", describe(&e))
-                }
-                ErrorClass::NoCredentials => {
-                    format!("no usable AWS credentials to read {uri}: {}", describe(&e))
-                }
-                ErrorClass::Other => format!("cannot read {uri}: {}", describe(&e)),
-            };
-            return Err(fail(Kind::InputUnreadable, what));
-        }
-    };
-    let mut body = response.body;
+    let limits = Limits::get();
     let mut file = tokio::fs::File::create(dest)
         .await
         .map_err(|e| fail(Kind::Other, format!("cannot create {}: {e}", dest.display())))?;
     let mut hasher = Hasher::default();
-    while let Some(chunk) = body
-        .try_next()
-        .await
-        .map_err(|e| fail(Kind::InputUnreadable, format!("reading {uri} failed: {e}")))?
-    {
-        hasher.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .map_err(|e| fail(Kind::Other, format!("writing {}: {e}", dest.display())))?;
+    let mut received: u64 = 0;
+    // Learnt from the first answer: the object's size, ETag and recorded SHA-256.
+    let mut object: Option<(u64, Option<String>, Option<String>)> = None;
+    let mut attempt = 1;
+    loop {
+        let request = client.get_object().bucket(bucket).key(key);
+        let request = match &object {
+            None => request,
+            Some((_, etag, _)) => {
+                request.range(format!("bytes={received}-")).set_if_match(etag.clone())
+            }
+        };
+        let response = match with_retries(&format!("GET {uri}"), || request.clone().send()).await {
+            Ok(response) => response,
+            Err(failed) if object.is_none() && classify(&failed.error) == ErrorClass::NoSuchKey => {
+                drop(file);
+                let _ = tokio::fs::remove_file(dest).await;
+                return Ok(None);
+            }
+            Err(failed) if failed.error.code() == Some("PreconditionFailed") => {
+                return Err(fail(
+                    Kind::InputUnreadable,
+                    format!("{uri} changed while it was being downloaded; run the job again"),
+                ));
+            }
+            Err(failed) => return Err(read_error(&failed, bucket, &uri)),
+        };
+        let (size, _, _) = object.get_or_insert_with(|| {
+            let size = response.content_length().and_then(|n| u64::try_from(n).ok());
+            let sha256 = response.metadata().and_then(|m| m.get(SHA256_METADATA)).cloned();
+            (size.unwrap_or(u64::MAX), response.e_tag().map(str::to_string), sha256)
+        });
+        let size = *size;
+        let mut body = response.body;
+        let broke = loop {
+            match tokio::time::timeout(limits.read_timeout, body.try_next()).await {
+                Ok(Ok(Some(chunk))) => {
+                    hasher.update(&chunk);
+                    file.write_all(&chunk).await.map_err(|e| {
+                        fail(Kind::Other, format!("writing {}: {e}", dest.display()))
+                    })?;
+                    received += chunk.len() as u64;
+                }
+                Ok(Ok(None)) if size == u64::MAX || received == size => break None,
+                Ok(Ok(None)) => break Some(format!("the body ended at byte {received} of {size}")),
+                Ok(Err(e)) => break Some(e.to_string()),
+                Err(_) => {
+                    break Some(format!("no data for {} s", limits.read_timeout.as_secs_f64()));
+                }
+            }
+        };
+        let Some(reason) = broke else { break };
+        if attempt >= limits.max_attempts {
+            return Err(fail(
+                Kind::InputUnreadable,
+                format!(
+                    "reading {uri} failed at byte {received} of {size} (after {attempt} \
+                     attempts): {reason}"
+                ),
+            ));
+        }
+        attempt += 1;
+        let wait = retry::backoff(limits, attempt, retry::random());
+        retry::log_retry(
+            &format!("GET {uri} (resuming at byte {received})"),
+            attempt,
+            limits.max_attempts,
+            &reason,
+            wait,
+        );
+        tokio::time::sleep(wait).await;
     }
     file.flush().await.with_context(|| format!("writing {}", dest.display()))?;
-    Ok(Some(hasher.finish()))
+    let digest = hasher.finish();
+    match object.and_then(|(_, _, sha256)| sha256) {
+        Some(recorded) if recorded == digest.sha256 => {
+            tracing::info!(object = %uri, bytes = digest.bytes, check = "x-amz-meta-sha256", "downloaded and checked");
+        }
+        Some(recorded) => {
+            return Err(fail(
+                Kind::InputUnreadable,
+                format!(
+                    "{uri} downloaded with SHA-256 {} but its x-amz-meta-sha256 says {recorded}: \
+                     the object or the transfer is corrupt",
+                    digest.sha256
+                ),
+            ));
+        }
+        None => {
+            tracing::info!(object = %uri, bytes = digest.bytes, check = "none (no x-amz-meta-sha256; its SHA-256 goes into the manifest)", "downloaded");
+        }
+    }
+    Ok(Some(digest))
 }
 
 /// Reads a small object into memory (the manifest). `Ok(None)` when it does not exist.
 pub async fn get_small(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
-    match client.get_object().bucket(bucket).key(key).send().await {
-        Ok(out) => {
-            let data = out.body.collect().await.context("reading the object")?;
-            Ok(Some(data.into_bytes().to_vec()))
+    let uri = format!("s3://{bucket}/{key}");
+    let limits = Limits::get();
+    let mut attempt = 1;
+    loop {
+        let out = match with_retries(&format!("GET {uri}"), || {
+            client.get_object().bucket(bucket).key(key).send()
+        })
+        .await
+        {
+            Ok(out) => out,
+            Err(failed) if classify(&failed.error) == ErrorClass::NoSuchKey => return Ok(None),
+            Err(failed) => return Err(output_error(&failed, bucket, key, "reading")),
+        };
+        match tokio::time::timeout(limits.read_timeout, out.body.collect()).await {
+            Ok(Ok(data)) => return Ok(Some(data.into_bytes().to_vec())),
+            Ok(Err(e)) if attempt >= limits.max_attempts => {
+                return Err(fail(Kind::Other, format!("reading {uri} failed: {e}")));
+            }
+            Err(_) if attempt >= limits.max_attempts => {
+                return Err(fail(Kind::Other, format!("reading {uri} stalled")));
+            }
+            Ok(Err(e)) => retry_pause(&format!("GET {uri}"), &mut attempt, &e.to_string()).await,
+            Err(_) => retry_pause(&format!("GET {uri}"), &mut attempt, "stalled").await,
         }
-        Err(e) if classify(&e) == ErrorClass::NoSuchKey => Ok(None),
-        Err(e) => Err(output_error(&e, bucket, key, "reading")),
     }
+}
+
+/// Counts an attempt, logs the retry and waits its backoff.
+async fn retry_pause(request: &str, attempt: &mut u32, reason: &str) {
+    let limits = Limits::get();
+    *attempt += 1;
+    let wait = retry::backoff(limits, *attempt, retry::random());
+    retry::log_retry(request, *attempt, limits.max_attempts, reason, wait);
+    tokio::time::sleep(wait).await;
 }
 
 /// Maps an error on the output side: missing bucket and access denied are
 /// [`Kind::OutputUnwritable`], the rest [`Kind::Other`].
 pub fn output_error<E, R>(
-    err: &SdkError<E, R>,
+    failed: &Failed<E, R>,
     bucket: &str,
     key: &str,
     doing: &str,
@@ -195,14 +325,15 @@ where
     R: std::fmt::Debug + HasStatus,
 {
     let uri = format!("s3://{bucket}/{key}");
-    match classify(err) {
+    match classify(&failed.error) {
         ErrorClass::NoSuchBucket => {
             fail(Kind::OutputUnwritable, format!("output bucket {bucket} does not exist"))
         }
-        ErrorClass::AccessDenied => {
-            fail(Kind::OutputUnwritable, format!("access denied {doing} {uri} ({})", describe(err)))
-        }
-        _ => fail(Kind::Other, format!("{doing} {uri} failed: {}", describe(err))),
+        ErrorClass::AccessDenied => fail(
+            Kind::OutputUnwritable,
+            format!("access denied {doing} {uri} ({})", failed.describe()),
+        ),
+        _ => fail(Kind::Other, format!("{doing} {uri} failed: {}", failed.describe())),
     }
 }
 
@@ -229,6 +360,22 @@ pub enum Upload {
     Skipped,
 }
 
+/// A file's bytes `offset..offset + length` as a request body (built again for every attempt).
+async fn file_body<E, R>(
+    path: &Path,
+    offset: u64,
+    length: u64,
+) -> Result<ByteStream, SdkError<E, R>> {
+    ByteStream::read_from()
+        .path(path)
+        .offset(offset)
+        .length(Length::Exact(length))
+        .buffer_size(256 << 10)
+        .build()
+        .await
+        .map_err(SdkError::construction_failure)
+}
+
 impl Uploader {
     pub fn new(client: Client, bucket: &str, concurrency: usize, part_size: u64) -> Uploader {
         // S3 requires parts of at least 5 MiB (except the last).
@@ -251,14 +398,22 @@ impl Uploader {
         self.permits.acquire().await.context("upload queue closed")
     }
 
+    fn uri(&self, key: &str) -> String {
+        format!("s3://{}/{key}", self.bucket)
+    }
+
     /// Whether the object exists with this size and SHA-256 metadata.
     async fn already_there(&self, key: &str, digest: &FileDigest) -> Result<bool> {
         let _permit = self.permit().await?;
-        match self.client.head_object().bucket(&self.bucket).key(key).send().await {
+        let head = with_retries(&format!("HEAD {}", self.uri(key)), || {
+            self.client.head_object().bucket(&self.bucket).key(key).send()
+        })
+        .await;
+        match head {
             Ok(head) => Ok(head.content_length() == i64::try_from(digest.bytes).ok()
                 && head.metadata().and_then(|m| m.get(SHA256_METADATA)) == Some(&digest.sha256)),
-            Err(e) if classify(&e) == ErrorClass::NoSuchKey => Ok(false),
-            Err(e) => Err(output_error(&e, &self.bucket, key, "checking")),
+            Err(failed) if classify(&failed.error) == ErrorClass::NoSuchKey => Ok(false),
+            Err(failed) => Err(output_error(&failed, &self.bucket, key, "checking")),
         }
     }
 
@@ -273,54 +428,45 @@ impl Uploader {
             return Ok(Upload::Uploaded { parts });
         }
         let _permit = self.permit().await?;
-        let body = ByteStream::read_from()
-            .path(path)
-            .buffer_size(256 << 10)
-            .build()
-            .await
-            .with_context(|| format!("opening {}", path.display()))?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .body(body)
-            .content_length(i64::try_from(digest.bytes).unwrap_or(i64::MAX))
-            .metadata(SHA256_METADATA, &digest.sha256)
-            .send()
-            .await
-            .map_err(|e| output_error(&e, &self.bucket, key, "uploading"))?;
+        let length = i64::try_from(digest.bytes).unwrap_or(i64::MAX);
+        with_retries(&format!("PUT {}", self.uri(key)), || async {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .body(file_body(path, 0, digest.bytes).await?)
+                .content_length(length)
+                .metadata(SHA256_METADATA, &digest.sha256)
+                .send()
+                .await
+        })
+        .await
+        .map_err(|e| output_error(&e, &self.bucket, key, "uploading"))?;
         Ok(Upload::Uploaded { parts: 1 })
     }
 
     async fn upload_multipart(&self, path: &Path, key: &str, digest: &FileDigest) -> Result<usize> {
         let created = {
             let _permit = self.permit().await?;
-            self.client
-                .create_multipart_upload()
-                .bucket(&self.bucket)
-                .key(key)
-                .metadata(SHA256_METADATA, &digest.sha256)
-                .send()
-                .await
-                .map_err(|e| output_error(&e, &self.bucket, key, "uploading"))?
+            // A retry after a lost answer leaves the first upload unused; S3 lifecycle rules
+            // (AbortIncompleteMultipartUpload) clean those up.
+            with_retries(&format!("CreateMultipartUpload {}", self.uri(key)), || {
+                self.client
+                    .create_multipart_upload()
+                    .bucket(&self.bucket)
+                    .key(key)
+                    .metadata(SHA256_METADATA, &digest.sha256)
+                    .send()
+            })
+            .await
+            .map_err(|e| output_error(&e, &self.bucket, key, "uploading"))?
         };
         let upload_id = created.upload_id().context("S3 returned no upload id")?.to_string();
         let result = self.upload_parts(path, key, &upload_id, digest.bytes).await;
         match result {
             Ok(parts) => {
                 let count = parts.len();
-                let _permit = self.permit().await?;
-                self.client
-                    .complete_multipart_upload()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(&upload_id)
-                    .multipart_upload(
-                        CompletedMultipartUpload::builder().set_parts(Some(parts)).build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| output_error(&e, &self.bucket, key, "completing the upload of"))?;
+                self.complete(key, &upload_id, parts, digest).await?;
                 Ok(count)
             }
             Err(err) => {
@@ -334,6 +480,56 @@ impl Uploader {
                     .send()
                     .await;
                 Err(err)
+            }
+        }
+    }
+
+    /// Completes a multipart upload. Retrying a completion whose answer was lost finds the
+    /// upload gone (NoSuchUpload); the object then counts as stored only if it is there with
+    /// the expected size and `x-amz-meta-sha256`.
+    async fn complete(
+        &self,
+        key: &str,
+        upload_id: &str,
+        parts: Vec<CompletedPart>,
+        digest: &FileDigest,
+    ) -> Result<()> {
+        let _permit = self.permit().await?;
+        let parts = CompletedMultipartUpload::builder().set_parts(Some(parts)).build();
+        let completed = with_retries(&format!("CompleteMultipartUpload {}", self.uri(key)), || {
+            self.client
+                .complete_multipart_upload()
+                .bucket(&self.bucket)
+                .key(key)
+                .upload_id(upload_id)
+                .multipart_upload(parts.clone())
+                .send()
+        })
+        .await;
+        match completed {
+            Ok(_) => Ok(()),
+            Err(failed) if failed.attempts > 1 && failed.error.code() == Some("NoSuchUpload") => {
+                drop(_permit);
+                if self.already_there(key, digest).await? {
+                    tracing::info!(
+                        key,
+                        "an earlier attempt completed the upload (size and sha256 match)"
+                    );
+                    Ok(())
+                } else {
+                    Err(fail(
+                        Kind::Other,
+                        format!(
+                            "completing the upload of {} failed: the upload is gone and the \
+                             object is not there with the expected size and sha256; run the \
+                             job again",
+                            self.uri(key)
+                        ),
+                    ))
+                }
+            }
+            Err(failed) => {
+                Err(output_error(&failed, &self.bucket, key, "completing the upload of"))
             }
         }
     }
@@ -353,26 +549,21 @@ impl Uploader {
             let number = i32::try_from(n + 1).context("too many parts")?;
             tasks.push(async move {
                 let _permit = self.permit().await?;
-                let body = ByteStream::read_from()
-                    .path(path)
-                    .offset(offset)
-                    .length(Length::Exact(length))
-                    .buffer_size(256 << 10)
-                    .build()
-                    .await
-                    .with_context(|| format!("opening {}", path.display()))?;
-                let out = self
-                    .client
-                    .upload_part()
-                    .bucket(&self.bucket)
-                    .key(key)
-                    .upload_id(upload_id)
-                    .part_number(number)
-                    .content_length(i64::try_from(length).unwrap_or(i64::MAX))
-                    .body(body)
-                    .send()
-                    .await
-                    .map_err(|e| output_error(&e, &self.bucket, key, "uploading"))?;
+                let request = format!("UploadPart {} part {number}", self.uri(key));
+                let out = with_retries(&request, || async {
+                    self.client
+                        .upload_part()
+                        .bucket(&self.bucket)
+                        .key(key)
+                        .upload_id(upload_id)
+                        .part_number(number)
+                        .content_length(i64::try_from(length).unwrap_or(i64::MAX))
+                        .body(file_body(path, offset, length).await?)
+                        .send()
+                        .await
+                })
+                .await
+                .map_err(|e| output_error(&e, &self.bucket, key, "uploading"))?;
                 anyhow::Ok(
                     CompletedPart::builder()
                         .part_number(number)
@@ -387,45 +578,51 @@ impl Uploader {
     /// Stores small in-memory data (the manifest).
     pub async fn put_bytes(&self, key: &str, data: Vec<u8>, content_type: &str) -> Result<()> {
         let _permit = self.permit().await?;
-        self.client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(ByteStream::from(data))
-            .send()
-            .await
-            .map_err(|e| output_error(&e, &self.bucket, key, "writing"))?;
+        with_retries(&format!("PUT {}", self.uri(key)), || {
+            self.client
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .body(ByteStream::from(data.clone()))
+                .send()
+        })
+        .await
+        .map_err(|e| output_error(&e, &self.bucket, key, "writing"))?;
         Ok(())
     }
 
     pub async fn delete(&self, key: &str) -> Result<()> {
         let _permit = self.permit().await?;
-        self.client
-            .delete_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(|e| output_error(&e, &self.bucket, key, "deleting"))?;
+        with_retries(&format!("DELETE {}", self.uri(key)), || {
+            self.client.delete_object().bucket(&self.bucket).key(key).send()
+        })
+        .await
+        .map_err(|e| output_error(&e, &self.bucket, key, "deleting"))?;
         Ok(())
     }
 
     /// Keys under a prefix.
     pub async fn list(&self, prefix: &str) -> Result<Vec<String>> {
         let mut keys = Vec::new();
-        let mut pages = self
-            .client
-            .list_objects_v2()
-            .bucket(&self.bucket)
-            .prefix(prefix)
-            .into_paginator()
-            .send();
-        while let Some(page) = pages.next().await {
-            let page = page.map_err(|e| output_error(&e, &self.bucket, prefix, "listing"))?;
+        let mut token: Option<String> = None;
+        loop {
+            let page = with_retries(&format!("LIST {}", self.uri(prefix)), || {
+                self.client
+                    .list_objects_v2()
+                    .bucket(&self.bucket)
+                    .prefix(prefix)
+                    .set_continuation_token(token.clone())
+                    .send()
+            })
+            .await
+            .map_err(|e| output_error(&e, &self.bucket, prefix, "listing"))?;
             keys.extend(page.contents().iter().filter_map(|o| o.key().map(str::to_string)));
+            token = page.next_continuation_token().map(str::to_string);
+            if token.is_none() || page.is_truncated() != Some(true) {
+                return Ok(keys);
+            }
         }
-        Ok(keys)
     }
 }
 
