@@ -53,7 +53,7 @@ pub struct OutputFile {
     pub digest: FileDigest,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Sink {
     Local { root: PathBuf },
     S3 { uploader: Uploader, bucket: String, prefix: String },
@@ -191,6 +191,21 @@ impl Sink {
                 Ok(skipped.load(Ordering::Relaxed))
             }
         }
+    }
+
+    /// Publishes one file now, for an S3 output (the pipeline's uploads while ffmpeg cuts);
+    /// `None` for a local output, whose files are moved into place at the end.
+    pub async fn store_now(&self, file: &OutputFile) -> Result<Option<Upload>> {
+        let Sink::S3 { uploader, .. } = self else { return Ok(None) };
+        let key = self.key(&file.relative);
+        let result = uploader.upload(&file.local, &key, &file.digest).await?;
+        match result {
+            Upload::Skipped => tracing::info!(key, "already uploaded (same sha256), skipped"),
+            Upload::Uploaded { parts } => {
+                tracing::info!(key, bytes = file.digest.bytes, parts, "uploaded")
+            }
+        }
+        Ok(Some(result))
     }
 
     /// Removes files from earlier runs that the new manifest does not list (only names the

@@ -9,6 +9,7 @@
 //! while it is read, each segment as soon as the muxer closes it.
 
 mod cutter;
+mod pipeline;
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -30,6 +31,7 @@ use crate::readback;
 use crate::s3;
 use crate::tools::Tools;
 use cutter::{CutSegments, Cutter, seconds};
+use pipeline::{Finished, Pipeline};
 
 /// Settings of one split.
 #[derive(Clone, Debug)]
@@ -62,25 +64,35 @@ pub async fn split(opts: &SplitOptions) -> Result<Manifest> {
     // 2. The output: stale manifest removed before anything is written.
     let out = open_output(&output, client, opts, &source.info).await?;
 
-    // 3. Cut.
-    let cut = cut_video(&tools, &hashes, &source, &out, opts.segment_seconds).await?;
+    // 3. Cut; each segment hashed, listed and (S3) uploaded as soon as ffmpeg closes it.
+    let (cut, finished) = cut_video(&tools, &hashes, &source, &out, opts.segment_seconds).await?;
 
     // 4. The segments read back: their timestamps must be the source's (no decoding).
-    let pts_digests = readback::check_timestamps(
-        &tools,
+    let listings: Vec<PathBuf> = finished.iter().map(|f| f.listing.clone()).collect();
+    let pts_digests = readback::check_listings(
         &cut.plan.segments,
-        &cut.files,
+        &listings,
         &cut.packet_log,
+        &tools,
         &source.shown,
+    )?;
+
+    // 5. Digests, manifest entries.
+    let skipped = finished.iter().filter(|f| f.stored == Some(s3::Upload::Skipped)).count();
+    let (manifest, files) = manifest_entries(
+        opts,
+        &tools,
+        &hashes,
+        source,
+        &out.audio_jobs,
+        &cut,
+        finished,
+        pts_digests,
     )
     .await?;
 
-    // 5. Digests, manifest entries.
-    let (manifest, files) =
-        manifest_entries(opts, &tools, &hashes, source, &out.audio_jobs, cut, pts_digests).await?;
-
     // 6. Publish, clean up what an earlier run left, manifest last.
-    let skipped = publish(out, &files, &manifest).await?;
+    let skipped = skipped + publish(out, &files, &manifest).await?;
     tracing::info!(
         segments = manifest.segments.len(),
         frames = manifest.source.video.frames,
@@ -257,48 +269,68 @@ async fn open_output(
     Ok(Output { sink, work, audio_jobs })
 }
 
-/// Step 3: the video cut (the audio extracted in the same run); a single picture refused.
+/// Step 3: the video cut (the audio extracted in the same run), each segment through the
+/// pipeline as it is closed; a single picture refused. A failure in the pipeline (an upload
+/// that ran out of attempts) stops the cut.
 async fn cut_video(
     tools: &Tools,
     hashes: &HashQueue,
     source: &Source,
     out: &Output,
     segment_seconds: f64,
-) -> Result<CutSegments> {
+) -> Result<(CutSegments, Vec<Finished>)> {
+    let container = cut::segment_container(&source.info.video().codec_name);
+    let mut pipeline = Pipeline::start(tools, &out.sink, container.extension);
+    let segments = pipeline.segments().clone();
     let cutter = Cutter {
         tools,
         hashes,
+        segments: &segments,
         info: &source.info,
         source: &source.path,
         shown: &source.shown,
         work: out.work.path(),
-        container: cut::segment_container(&source.info.video().codec_name),
+        container,
         segment_seconds,
     };
-    let cut = cutter.cut(out.audio_jobs.clone()).await?;
+    let cut = tokio::select! {
+        cut = cutter.cut(out.audio_jobs.clone()) => cut?,
+        error = pipeline.failed() => return Err(error),
+    };
+    drop(segments);
     if cut.plan.frames < 2 {
         let shown = &source.shown;
         return Err(fail(Kind::NotAVideo, format!("{shown} holds a single picture, not a video")));
     }
-    Ok(cut)
+    let finished = pipeline.finish().await?;
+    if finished.len() != cut.files.len() {
+        anyhow::bail!(
+            "the segment pipeline saw {} segments, ffmpeg cut {}",
+            finished.len(),
+            cut.files.len()
+        );
+    }
+    Ok((cut, finished))
 }
 
 async fn finish_hash(pending: Pending, what: &str) -> Result<FileDigest> {
     pending.wait().await.with_context(|| format!("hashing {what}"))
 }
 
-/// Step 5: every file's digest awaited, the manifest built; the files to publish.
+/// Step 5: every file's digest awaited, the manifest built; the files still to publish.
+#[allow(clippy::too_many_arguments)]
 async fn manifest_entries(
     opts: &SplitOptions,
     tools: &Tools,
     hashes: &HashQueue,
     source: Source,
     audio_jobs: &[AudioJob],
-    mut cut: CutSegments,
+    cut: &CutSegments,
+    finished: Vec<Finished>,
     pts_digests: Vec<String>,
 ) -> Result<(Manifest, Vec<OutputFile>)> {
     let mut files = Vec::new();
-    let segments = segment_entries(&mut cut, pts_digests, &mut files).await?;
+    let segments = segment_entries(cut, finished, pts_digests, &mut files);
     let audio = audio_entries(hashes, audio_jobs, &source.info, &mut files).await?;
     let source_digest = finish_hash(source.hash, "the input").await?;
     drop(source.download);
@@ -307,7 +339,7 @@ async fn manifest_entries(
         splitter_version: env!("CARGO_PKG_VERSION").to_string(),
         segment_seconds: opts.segment_seconds,
         ffmpeg_version: tools.ffmpeg_version.clone(),
-        source: source_entry(&opts.input, source_digest, &source.info, &cut),
+        source: source_entry(&opts.input, source_digest, &source.info, cut),
         segments,
         audio,
         excluded_streams: excluded_streams(&source.info),
@@ -315,18 +347,19 @@ async fn manifest_entries(
     Ok((manifest, files))
 }
 
-/// The segments' manifest entries, their hashes awaited (drained from `cut`), their files
-/// appended to `files`.
-async fn segment_entries(
-    cut: &mut CutSegments,
+/// The segments' manifest entries; the files not stored yet (a local output's) appended to
+/// `files`.
+fn segment_entries(
+    cut: &CutSegments,
+    finished: Vec<Finished>,
     pts_digests: Vec<String>,
     files: &mut Vec<OutputFile>,
-) -> Result<Vec<SegmentEntry>> {
+) -> Vec<SegmentEntry> {
     let (plan, tb) = (&cut.plan, cut.time_base);
     let mut segments = Vec::new();
-    let cut_files = cut.files.iter().zip(cut.hashes.drain(..)).zip(pts_digests);
-    for (segment, ((path, task), pts_digest)) in plan.segments.iter().zip(cut_files) {
-        let digest = finish_hash(task, "a segment").await?;
+    let done = finished.into_iter().zip(pts_digests);
+    for (segment, (done, pts_digest)) in plan.segments.iter().zip(done) {
+        let digest = done.digest;
         let relative = manifest::segment_path(segment.index, cut.container.extension);
         segments.push(SegmentEntry {
             index: segment.index,
@@ -342,9 +375,11 @@ async fn segment_entries(
             end_pts: segment.end_pts,
             pts_digest,
         });
-        files.push(OutputFile { local: path.clone(), relative, digest });
+        if done.stored.is_none() {
+            files.push(OutputFile { local: done.path, relative, digest });
+        }
     }
-    Ok(segments)
+    segments
 }
 
 /// The audio files' manifest entries, hashed now (their files appended to `files`).
@@ -440,7 +475,7 @@ async fn publish(out: Output, files: &[OutputFile], manifest: &Manifest) -> Resu
     let sink = &out.sink;
     tracing::info!(output = %sink.describe(), files = files.len(), "publishing");
     let skipped = sink.store(files).await?;
-    let keep: BTreeSet<String> = files.iter().map(|f| f.relative.clone()).collect();
+    let keep: BTreeSet<String> = manifest.files().iter().map(|f| f.0.to_string()).collect();
     sink.remove_stale(&keep).await?;
     sink.write_manifest(manifest).await?;
     drop(out.work);

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 
+use super::pipeline::Segments;
 use crate::cut::{AudioJob, Container, CutPass, PassOutcome, Piece, VideoCuts, idr_unit_types};
 use crate::error::{Kind, ResultExt, fail};
-use crate::hash::{HashQueue, Pending};
+use crate::hash::HashQueue;
 use crate::packets::{self, PacketLog};
 use crate::plan::{self, KeyframeFacts, Plan, Stream};
 use crate::probe::SourceInfo;
@@ -104,15 +105,14 @@ fn keyframe_facts(codec: &str, idr: Option<Vec<i64>>) -> KeyframeFacts {
     }
 }
 
-/// The segment files in order, each with its running hash.
+/// The segment files in order (each handed to the pipeline as ffmpeg closed it).
 pub(super) struct CutSegments {
     pub(super) plan: Plan,
     pub(super) time_base: (i64, i64),
     /// The segment files' container.
     pub(super) container: Container,
-    /// `files[i]` is segment `i`'s file, `hashes[i]` its running hash.
+    /// `files[i]` is segment `i`'s file.
     pub(super) files: Vec<PathBuf>,
-    pub(super) hashes: Vec<Pending>,
     /// The source's video packets as ffmpeg listed them (framecrc), for the read-back check.
     pub(super) packet_log: PathBuf,
 }
@@ -128,6 +128,8 @@ enum FastPath {
 pub(super) struct Cutter<'a> {
     pub(super) tools: &'a Tools,
     pub(super) hashes: &'a HashQueue,
+    /// Where each segment file goes once ffmpeg closed it.
+    pub(super) segments: &'a Segments,
     pub(super) info: &'a SourceInfo,
     pub(super) source: &'a Path,
     pub(super) shown: &'a str,
@@ -186,7 +188,7 @@ impl Cutter<'_> {
         let expected =
             self.info.duration_seconds.map(|d| (d / self.segment_seconds).ceil().max(1.0) as usize);
         let mut pieces: Vec<Piece> = Vec::new();
-        let mut files: BTreeMap<usize, (PathBuf, Pending)> = BTreeMap::new();
+        let mut files: BTreeMap<usize, PathBuf> = BTreeMap::new();
         let outcome = pass
             .run(self.tools, |piece| {
                 tracing::info!(
@@ -194,10 +196,9 @@ impl Cutter<'_> {
                     expected_segments = expected,
                     "segment written"
                 );
-                files.insert(
-                    piece.index,
-                    (piece.path.clone(), self.hashes.submit(piece.path.clone())),
-                );
+                let hash = self.hashes.submit(piece.path.clone());
+                self.segments.closed(piece.index, piece.path.clone(), hash);
+                files.insert(piece.index, piece.path.clone());
                 pieces.push(piece);
             })
             .await?;
@@ -209,13 +210,11 @@ impl Cutter<'_> {
         });
         match checked {
             Ok(plan) if !plan.has_lead_in_packets() && files.len() == plan.segments.len() => {
-                let (files, hashes) = files.into_values().unzip();
                 return Ok(FastPath::Done(CutSegments {
                     plan,
                     time_base: packets.time_base,
                     container: self.container,
-                    files,
-                    hashes,
+                    files: files.into_values().collect(),
                     packet_log,
                 }));
             }
@@ -227,7 +226,8 @@ impl Cutter<'_> {
                 "ffmpeg's cuts are not frame-exact for this input: cutting at planned keyframes"
             ),
         }
-        drop(files);
+        // Nothing of the fast path's segments may land after the planned ones.
+        self.segments.discard().await;
         let _ = std::fs::remove_dir_all(&dir);
         Ok(FastPath::Replan(packets))
     }
@@ -255,13 +255,15 @@ impl Cutter<'_> {
         let mut pass = self.pass(&dir);
         pass.video = Some((VideoCuts::Planned(layout.clone()), self.container));
         let total = plan.segments.len();
-        let mut files: BTreeMap<usize, (PathBuf, Pending)> = BTreeMap::new();
+        let mut files: BTreeMap<usize, PathBuf> = BTreeMap::new();
         let mut unexpected = Vec::new();
         pass.run(self.tools, |piece| {
             match layout.muxers.get(piece.muxer).and_then(|m| m.pieces.get(piece.index)) {
                 Some(Some(segment)) => {
                     tracing::info!(segment, progress = %format!("{}/{total}", files.len() + 1), "segment written");
-                    files.insert(*segment, (piece.path.clone(), self.hashes.submit(piece.path)));
+                    let hash = self.hashes.submit(piece.path.clone());
+                    self.segments.closed(*segment, piece.path.clone(), hash);
+                    files.insert(*segment, piece.path);
                 }
                 Some(None) => {
                     // Overlap bookkeeping: this piece belongs to no segment.
@@ -278,13 +280,11 @@ impl Cutter<'_> {
                 unexpected.len()
             ));
         }
-        let (files, hashes) = files.into_values().unzip();
         Ok(CutSegments {
             plan,
             time_base: log.time_base,
             container: self.container,
-            files,
-            hashes,
+            files: files.into_values().collect(),
             packet_log: self.work.join(PACKET_LOG),
         })
     }
