@@ -7,6 +7,8 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+pub mod fault_proxy;
+
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -203,6 +205,9 @@ pub fn splitter_command() -> Command {
         "SPLITTER_LOG",
         "AWS_ENDPOINT_URL",
         "AWS_PROFILE",
+        "SPLITTER_S3_MAX_ATTEMPTS",
+        "SPLITTER_S3_CONNECT_TIMEOUT_SECONDS",
+        "SPLITTER_S3_READ_TIMEOUT_SECONDS",
     ] {
         cmd.env_remove(var);
     }
