@@ -62,6 +62,10 @@ struct SplitArgs {
     #[arg(long, env = "SPLITTER_PART_SIZE_MIB", default_value_t = 16, value_name = "MIB",
           value_parser = clap::value_parser!(u64).range(5..=5120))]
     part_size_mib: u64,
+    /// Download, cut and upload one after the other instead of overlapping them (for
+    /// benchmarks and troubleshooting; uses scratch space for every segment).
+    #[arg(long, env = "SPLITTER_SEQUENTIAL")]
+    sequential: bool,
 }
 
 #[derive(Debug, Args)]
@@ -84,6 +88,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 work_dir,
                 upload_concurrency: usize::from(args.upload_concurrency),
                 part_size: args.part_size_mib << 20,
+                sequential: args.sequential,
                 ffmpeg: cli.ffmpeg,
                 ffprobe: cli.ffprobe,
             };

@@ -42,6 +42,8 @@ pub struct SplitOptions {
     pub work_dir: PathBuf,
     pub upload_concurrency: usize,
     pub part_size: u64,
+    /// Download, cut and upload one after the other (no overlap).
+    pub sequential: bool,
     pub ffmpeg: Option<PathBuf>,
     pub ffprobe: Option<PathBuf>,
 }
@@ -65,7 +67,7 @@ pub async fn split(opts: &SplitOptions) -> Result<Manifest> {
     let out = open_output(&output, client, opts, &source.info).await?;
 
     // 3. Cut; each segment hashed, listed and (S3) uploaded as soon as ffmpeg closes it.
-    let (cut, finished) = cut_video(&tools, &hashes, &source, &out, opts.segment_seconds).await?;
+    let (cut, finished) = cut_video(&tools, &hashes, &source, &out, opts).await?;
 
     // 4. The segments read back: their timestamps must be the source's (no decoding).
     let listings: Vec<PathBuf> = finished.iter().map(|f| f.listing.clone()).collect();
@@ -277,10 +279,11 @@ async fn cut_video(
     hashes: &HashQueue,
     source: &Source,
     out: &Output,
-    segment_seconds: f64,
+    opts: &SplitOptions,
 ) -> Result<(CutSegments, Vec<Finished>)> {
     let container = cut::segment_container(&source.info.video().codec_name);
-    let mut pipeline = Pipeline::start(tools, &out.sink, container.extension);
+    let upload_now = !opts.sequential;
+    let mut pipeline = Pipeline::start(tools, &out.sink, container.extension, upload_now);
     let segments = pipeline.segments().clone();
     let cutter = Cutter {
         tools,
@@ -291,7 +294,7 @@ async fn cut_video(
         shown: &source.shown,
         work: out.work.path(),
         container,
-        segment_seconds,
+        segment_seconds: opts.segment_seconds,
     };
     let cut = tokio::select! {
         cut = cutter.cut(out.audio_jobs.clone()) => cut?,

@@ -243,3 +243,54 @@ async fn missing_object_bucket_and_access_denied() {
         .assert_fails(5, "access denied");
     assert!(!local_out.join("manifest.json").exists());
 }
+
+/// An ffmpeg that reads its first input at 4× real time (the splitter's cut pass reads the
+/// source as its first input), so an 8 s cut takes 2 s: long enough to see what the splitter
+/// does while ffmpeg is still cutting.
+fn ffmpeg_at_4x(dir: &Path) -> PathBuf {
+    let path = dir.join("ffmpeg-at-4x");
+    write_script(&path, "#!/bin/sh\nexec \"${SPLITTER_TEST_FFMPEG:-ffmpeg}\" -readrate 4 \"$@\"\n");
+    path
+}
+
+#[tokio::test]
+async fn segments_upload_while_ffmpeg_cuts_unless_sequential() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    create_bucket(&client, "out").await;
+    let src = video();
+    let tools = TempDir::new("ffmpeg-4x");
+    let wrapper = ffmpeg_at_4x(tools.path());
+    let mut manifests = Vec::new();
+    for (sequential, prefix) in [(false, "overlapped"), (true, "sequential")] {
+        let mut env = moto.env();
+        env.push(("SPLITTER_FFMPEG", path_str(&wrapper).to_string()));
+        env.push(("SPLITTER_SEQUENTIAL", sequential.to_string()));
+        let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let output = format!("s3://out/{prefix}");
+        let run = splitter(&["split", path_str(&src), &output, "--segment-seconds", "1"], &refs);
+        run.assert_ok();
+        // RFC 3339 UTC timestamps of one format: their text order is their time order.
+        let times = |message: &str| -> Vec<String> {
+            run.json_logs()
+                .iter()
+                .filter(|l| l["message"] == message)
+                .map(|l| l["timestamp"].as_str().expect("timestamp").to_string())
+                .collect()
+        };
+        let last_cut = times("segment written").into_iter().max().expect("segments written");
+        let uploads = times("uploaded");
+        assert_eq!(uploads.len(), 9, "8 segments and the audio");
+        let first_upload = uploads.into_iter().min().expect("uploads");
+        if sequential {
+            assert!(first_upload > last_cut, "{first_upload} after the cut ({last_cut})");
+        } else {
+            assert!(first_upload < last_cut, "{first_upload} while ffmpeg cuts ({last_cut})");
+        }
+        manifests.push(manifest_at(&client, "out", prefix).await.expect("manifest"));
+    }
+    assert_eq!(digests(&manifests[0]), digests(&manifests[1]), "the same files either way");
+    let local = TempDir::new("overlapped");
+    download_prefix(&client, "out", "overlapped", local.path()).await;
+    assert_frame_exact(&src, local.path());
+}

@@ -82,6 +82,8 @@ struct Work {
     tools: Tools,
     sink: Sink,
     extension: &'static str,
+    /// Upload (S3) as segments come; otherwise they are published at the end.
+    upload_now: bool,
 }
 
 /// The running pipeline: [`Pipeline::segments`] feeds it, [`Pipeline::finish`] collects it.
@@ -91,9 +93,15 @@ pub(crate) struct Pipeline {
 }
 
 impl Pipeline {
-    pub(crate) fn start(tools: &Tools, sink: &Sink, extension: &'static str) -> Pipeline {
+    pub(crate) fn start(
+        tools: &Tools,
+        sink: &Sink,
+        extension: &'static str,
+        upload_now: bool,
+    ) -> Pipeline {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let context = Arc::new(Work { tools: tools.clone(), sink: sink.clone(), extension });
+        let sink = sink.clone();
+        let context = Arc::new(Work { tools: tools.clone(), sink, extension, upload_now });
         Pipeline { segments: Segments { sender }, task: tokio::spawn(run(receiver, context)) }
     }
 
@@ -168,7 +176,10 @@ async fn process(batch: Vec<Closed>, context: Arc<Work>) -> Result<Vec<Finished>
             relative: manifest::segment_path(closed.index, context.extension),
             digest,
         };
-        let stored = context.sink.store_now(&file).await?;
+        let stored = match context.upload_now {
+            true => context.sink.store_now(&file).await?,
+            false => None,
+        };
         if stored.is_some() {
             std::fs::remove_file(&file.local)
                 .with_context(|| format!("removing {}", file.local.display()))?;

@@ -208,6 +208,7 @@ pub fn splitter_command() -> Command {
         "SPLITTER_S3_MAX_ATTEMPTS",
         "SPLITTER_S3_CONNECT_TIMEOUT_SECONDS",
         "SPLITTER_S3_READ_TIMEOUT_SECONDS",
+        "SPLITTER_SEQUENTIAL",
     ] {
         cmd.env_remove(var);
     }
