@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::error::{Kind, fail};
+use crate::growing::Growing;
 use crate::plan::Layout;
 use crate::tools::Tools;
 
@@ -84,6 +85,8 @@ pub struct AudioJob {
 #[derive(Clone, Debug)]
 pub struct CutPass {
     pub input: PathBuf,
+    /// `input` is still downloading: ffmpeg reads it on stdin as it arrives.
+    pub arriving: Option<Growing>,
     pub video_stream: u32,
     /// Segment files, or none (a probing run).
     pub video: Option<(VideoCuts, Container)>,
@@ -145,7 +148,10 @@ impl CutPass {
         // `genpts` fills the missing pts from the decode timestamps of the following frames
         // (a demuxer feature, no decoding). Inputs whose packets all have one are unchanged.
         push(&["-fflags", "+genpts", "-i"]);
-        a.push(self.input.clone().into_os_string());
+        match &self.arriving {
+            Some(_) => a.push("pipe:0".into()),
+            None => a.push(self.input.clone().into_os_string()),
+        }
         let map = format!("0:{}", self.video_stream);
         if let Some((cuts, container)) = &self.video {
             let muxers: Vec<Option<String>> = match cuts {
@@ -235,16 +241,19 @@ impl CutPass {
     pub async fn run(&self, tools: &Tools, mut on_piece: impl FnMut(Piece)) -> Result<PassOutcome> {
         let args = self.args();
         tracing::debug!(args = ?args, "running ffmpeg");
-        let mut child = tools
-            .ffmpeg()
-            .arg("-y")
-            .args(&args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                fail(Kind::Tools, format!("cannot run {}: {e}", tools.ffmpeg.display()))
-            })?;
+        let mut command = tools.ffmpeg();
+        command.arg("-y").args(&args).stdout(Stdio::piped()).stderr(Stdio::piped());
+        if self.arriving.is_some() {
+            command.stdin(Stdio::piped());
+        }
+        let mut child = command.spawn().map_err(|e| {
+            fail(Kind::Tools, format!("cannot run {}: {e}", tools.ffmpeg.display()))
+        })?;
+        // The input as it downloads. The feed ends by itself when ffmpeg stops reading (a write
+        // error; ffmpeg's status says why) or the download ends.
+        if let (Some(growing), Some(stdin)) = (&self.arriving, child.stdin.take()) {
+            tokio::spawn(growing.clone().feed(stdin));
+        }
         let stdout = child.stdout.take().context("ffmpeg stdout")?;
         let stderr = child.stderr.take().context("ffmpeg stderr")?;
         // Collect stderr concurrently, keeping only the last lines (a damaged input can make
@@ -325,6 +334,7 @@ mod tests {
     fn planned_pass_arguments() {
         let pass = CutPass {
             input: "in.mp4".into(),
+            arriving: None,
             video_stream: 0,
             video: Some((
                 VideoCuts::Planned(Layout {

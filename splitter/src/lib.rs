@@ -8,6 +8,7 @@
 
 pub mod cut;
 pub mod error;
+pub mod growing;
 pub mod hash;
 pub mod location;
 pub mod logging;

@@ -14,7 +14,10 @@ use crate::tools;
 
 mod container;
 
-pub use container::{Container, container_from_magic, demuxer_names, unsupported_container};
+pub use container::{
+    Container, PROBE_MARGIN, Readiness, container_from_magic, demuxer_names, mp4_box, readiness,
+    unsupported_container,
+};
 
 /// Seconds of packets ffprobe reads up front to spot open GOPs (which need the planned path).
 pub const SNIFF_SECONDS: u32 = 15;

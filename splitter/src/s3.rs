@@ -19,6 +19,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use crate::error::{Kind, fail};
+use crate::growing::Arrival;
 use crate::hash::{FileDigest, Hasher};
 use retry::{Failed, Limits, with_retries};
 
@@ -161,18 +162,54 @@ where
     fail(Kind::InputUnreadable, what)
 }
 
+/// Like [`download`], reporting to `arrival` how many bytes are on disk as they arrive (so
+/// ffmpeg can read the input while it downloads; see [`crate::growing`]).
+pub async fn download_arriving(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    dest: &Path,
+    arrival: Arrival,
+) -> Result<Fetched> {
+    fetch(client, bucket, key, dest, Some(arrival))
+        .await?
+        .ok_or_else(|| fail(Kind::InputUnreadable, format!("s3://{bucket}/{key} does not exist")))
+}
+
 /// Like [`download`], but a missing object is `Ok(None)`.
-///
-/// A body that breaks off (connection dropped, cut short, or no data for the read timeout) is
-/// resumed from the byte it reached with a ranged GET pinned to the object's ETag, up to the
-/// attempt limit. When the object carries `x-amz-meta-sha256` (the splitter's uploads do), the
-/// download's SHA-256 is compared with it; the log says which check was made.
 pub async fn download_if_exists(
     client: &Client,
     bucket: &str,
     key: &str,
     dest: &Path,
 ) -> Result<Option<FileDigest>> {
+    Ok(fetch(client, bucket, key, dest, None).await?.map(|f| f.digest))
+}
+
+/// A finished download: the file's digest and how it was checked against the object.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub digest: FileDigest,
+    /// "its x-amz-meta-sha256 matches", or why there was nothing to compare with.
+    pub check: &'static str,
+}
+
+/// Bytes written between two progress reports to an [`Arrival`] (each report flushes).
+const REPORT_EVERY: u64 = 1 << 20;
+
+/// Downloads an object to `dest` (`None`: it does not exist), hashing on the way.
+///
+/// A body that breaks off (connection dropped, cut short, or no data for the read timeout) is
+/// resumed from the byte it reached with a ranged GET pinned to the object's ETag, up to the
+/// attempt limit. When the object carries `x-amz-meta-sha256` (the splitter's uploads do), the
+/// download's SHA-256 is compared with it; the log says which check was made.
+async fn fetch(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    dest: &Path,
+    arrival: Option<Arrival>,
+) -> Result<Option<Fetched>> {
     let uri = format!("s3://{bucket}/{key}");
     let limits = Limits::get();
     let mut file = tokio::fs::File::create(dest)
@@ -180,6 +217,7 @@ pub async fn download_if_exists(
         .map_err(|e| fail(Kind::Other, format!("cannot create {}: {e}", dest.display())))?;
     let mut hasher = Hasher::default();
     let mut received: u64 = 0;
+    let mut reported: u64 = 0;
     // Learnt from the first answer: the object's size, ETag and recorded SHA-256.
     let mut object: Option<(u64, Option<String>, Option<String>)> = None;
     let mut attempt = 1;
@@ -221,6 +259,15 @@ pub async fn download_if_exists(
                         fail(Kind::Other, format!("writing {}: {e}", dest.display()))
                     })?;
                     received += chunk.len() as u64;
+                    if let Some(arrival) =
+                        arrival.as_ref().filter(|_| received - reported >= REPORT_EVERY)
+                    {
+                        file.flush().await.map_err(|e| {
+                            fail(Kind::Other, format!("writing {}: {e}", dest.display()))
+                        })?;
+                        arrival.arrived(received);
+                        reported = received;
+                    }
                 }
                 Ok(Ok(None)) if size == u64::MAX || received == size => break None,
                 Ok(Ok(None)) => break Some(format!("the body ended at byte {received} of {size}")),
@@ -253,10 +300,9 @@ pub async fn download_if_exists(
     }
     file.flush().await.with_context(|| format!("writing {}", dest.display()))?;
     let digest = hasher.finish();
-    match object.and_then(|(_, _, sha256)| sha256) {
-        Some(recorded) if recorded == digest.sha256 => {
-            tracing::info!(object = %uri, bytes = digest.bytes, check = "x-amz-meta-sha256", "downloaded and checked");
-        }
+    // Checked before the download counts as complete: a reader stops at a failed one.
+    let check = match object.and_then(|(_, _, sha256)| sha256) {
+        Some(recorded) if recorded == digest.sha256 => "its x-amz-meta-sha256 matches",
         Some(recorded) => {
             return Err(fail(
                 Kind::InputUnreadable,
@@ -267,11 +313,13 @@ pub async fn download_if_exists(
                 ),
             ));
         }
-        None => {
-            tracing::info!(object = %uri, bytes = digest.bytes, check = "none (no x-amz-meta-sha256; its SHA-256 goes into the manifest)", "downloaded");
-        }
+        None => "none: no x-amz-meta-sha256 (its SHA-256 goes into the manifest)",
+    };
+    tracing::debug!(object = %uri, bytes = digest.bytes, check, "downloaded");
+    if let Some(arrival) = arrival {
+        arrival.complete(digest.bytes);
     }
-    Ok(Some(digest))
+    Ok(Some(Fetched { digest, check }))
 }
 
 /// Reads a small object into memory (the manifest). `Ok(None)` when it does not exist.

@@ -9,6 +9,7 @@
 //! while it is read, each segment as soon as the muxer closes it.
 
 mod cutter;
+mod download;
 mod pipeline;
 
 use std::collections::BTreeSet;
@@ -31,6 +32,7 @@ use crate::readback;
 use crate::s3;
 use crate::tools::Tools;
 use cutter::{CutSegments, Cutter, seconds};
+use download::Download;
 use pipeline::{Finished, Pipeline};
 
 /// Settings of one split.
@@ -60,14 +62,15 @@ pub async fn split(opts: &SplitOptions) -> Result<Manifest> {
     let hashes = HashQueue::new().context("starting the hashing thread")?;
 
     // 1. The input, checked before anything is written.
-    let (tools, source) =
-        resolve_input(&input, &opts.work_dir, ffmpeg_check, client.as_ref(), &hashes).await?;
+    let (tools, mut source) =
+        resolve_input(&input, opts, ffmpeg_check, client.as_ref(), &hashes).await?;
 
     // 2. The output: stale manifest removed before anything is written.
     let out = open_output(&output, client, opts, &source.info).await?;
 
     // 3. Cut; each segment hashed, listed and (S3) uploaded as soon as ffmpeg closes it.
-    let (cut, finished) = cut_video(&tools, &hashes, &source, &out, opts).await?;
+    let cut = cut_video(&tools, &hashes, &source, &out, opts).await;
+    let (cut, finished) = settle_download(&tools, &mut source, cut).await?;
 
     // 4. The segments read back: their timestamps must be the source's (no decoding).
     let listings: Vec<PathBuf> = finished.iter().map(|f| f.listing.clone()).collect();
@@ -141,10 +144,11 @@ struct Source {
     path: PathBuf,
     /// INPUT as messages name it.
     shown: String,
-    hash: Pending,
+    /// Its digest (an S3 input's once the download finished).
+    hash: Option<Pending>,
     info: SourceInfo,
-    /// The download's work directory (S3 input), removed once the input is hashed.
-    download: Option<WorkDir>,
+    /// An S3 input's download (perhaps still running), removed once the input is hashed.
+    download: Option<Download>,
 }
 
 /// Step 1: the input checked (a local one hashed while ffprobe and ffmpeg read it, page
@@ -152,7 +156,7 @@ struct Source {
 /// probed.
 async fn resolve_input(
     input: &Location,
-    work_dir: &Path,
+    opts: &SplitOptions,
     ffmpeg_check: JoinHandle<Result<Tools>>,
     client: Option<&Client>,
     hashes: &HashQueue,
@@ -167,11 +171,13 @@ async fn resolve_input(
     let tools = ffmpeg_check.await.context("checking ffmpeg")??;
     let local_hash = local_hash?;
     let (path, hash, download) = match input {
-        Location::Local(path) => (path.clone(), local_hash.context("no source digest")?, None),
+        Location::Local(path) => (path.clone(), local_hash, None),
         Location::S3 { bucket, key } => {
-            let (work, dest, digest) =
-                download_input(work_dir, client, bucket, key, &shown).await?;
-            (dest, Pending::ready(digest), Some(work))
+            let client = client.context("no S3 client")?;
+            let download =
+                Download::start(&opts.work_dir, client, bucket, key, &shown, opts.sequential)
+                    .await?;
+            (download.path.clone(), None, Some(download))
         }
     };
     let info = probe::probe(&tools.ffprobe, &path, &shown).await?;
@@ -209,29 +215,23 @@ fn check_local_input(path: &Path) -> Result<()> {
     probe::sniff_content(path)
 }
 
-/// An S3 input downloaded into a new work directory (hashed on the way) and sniffed; the
-/// directory, the file and its digest.
-async fn download_input(
-    work_dir: &Path,
-    client: Option<&Client>,
-    bucket: &str,
-    key: &str,
-    shown: &str,
-) -> Result<(WorkDir, PathBuf, FileDigest)> {
-    let work = WorkDir::create(work_dir, Kind::Other)?;
-    let name = Path::new(key)
-        .extension()
-        .map_or("input".to_string(), |e| format!("input.{}", e.to_string_lossy()));
-    let dest = work.path().join(name);
-    tracing::info!(input = %shown, "downloading");
-    let client = client.context("no S3 client")?;
-    let digest = s3::download(client, bucket, key, &dest).await?;
-    tracing::info!(bytes = digest.bytes, "downloaded");
-    probe::sniff_content(&dest).map_err(|e| {
-        let message = crate::error::one_line(&e).replace(&dest.display().to_string(), shown);
-        fail(crate::error::kind_of(&e), message)
-    })?;
-    Ok((work, dest, digest))
+/// After the cut: the download's end awaited (its failure is the error to report, before
+/// whatever the cut made of a partial input), its digest kept; a streamed input re-probed for
+/// the duration a partial file cannot tell (MPEG-TS). A failed cut stops the download.
+async fn settle_download<T>(tools: &Tools, source: &mut Source, cut: Result<T>) -> Result<T> {
+    let Some(download) = source.download.as_mut() else { return cut };
+    if cut.is_err() && !download.failed() {
+        download.abort();
+        return cut;
+    }
+    let digest = download.finish().await?;
+    let cut = cut?;
+    if download.streamed {
+        let whole = probe::probe(&tools.ffprobe, &source.path, &source.shown).await?;
+        source.info.duration_seconds = whole.duration_seconds;
+    }
+    source.hash = Some(Pending::ready(digest));
+    Ok(cut)
 }
 
 /// The opened output and the files staged for it.
@@ -291,6 +291,8 @@ async fn cut_video(
         segments: &segments,
         info: &source.info,
         source: &source.path,
+        arriving: source.download.as_ref().and_then(Download::arriving),
+        passes: Default::default(),
         shown: &source.shown,
         work: out.work.path(),
         container,
@@ -335,7 +337,7 @@ async fn manifest_entries(
     let mut files = Vec::new();
     let segments = segment_entries(cut, finished, pts_digests, &mut files);
     let audio = audio_entries(hashes, audio_jobs, &source.info, &mut files).await?;
-    let source_digest = finish_hash(source.hash, "the input").await?;
+    let source_digest = finish_hash(source.hash.context("no source digest")?, "the input").await?;
     drop(source.download);
     let manifest = Manifest {
         schema_version: manifest::SCHEMA_VERSION,

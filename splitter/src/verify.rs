@@ -116,6 +116,7 @@ async fn segment_facts(
     let idr_path = work.join("verify-idr.crc");
     let pass = CutPass {
         input: file.to_path_buf(),
+        arriving: None,
         video_stream: 0,
         video: None,
         pieces_dir: work.to_path_buf(),

@@ -88,6 +88,78 @@ pub fn unsupported_container(head: &[u8], demuxers: &[String], shown: &str) -> O
     ))
 }
 
+/// Whether a download can be read while it arrives, from its first bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Readiness {
+    /// ffmpeg can read it front to back: probe once this many bytes are on disk (the whole
+    /// index of an MP4, plus a margin so the probe sees the first GOPs), cut from the stream.
+    Stream { probe_after: u64 },
+    /// Only the whole file can be read (the reason, for the log).
+    AfterDownload(&'static str),
+    /// Not known until more bytes are on disk.
+    NeedMore,
+}
+
+/// Bytes past the index (or the start) a probe gets before a streamed cut starts.
+pub const PROBE_MARGIN: u64 = 16 << 20;
+
+/// How a download can be read (see [`Readiness`]): Matroska/WebM and MPEG-TS front to back;
+/// MP4/MOV when its index (`moov`) comes before the media data (`mdat`, "fast start"), which
+/// `box_at` (an MP4 box header at an offset: its size and type, `None` when those bytes are not
+/// on disk yet) tells; everything else after the download. `complete`: no more bytes will come.
+pub fn readiness(
+    container: Option<Container>,
+    complete: bool,
+    mut box_at: impl FnMut(u64) -> Option<(u64, [u8; 4])>,
+) -> Readiness {
+    match container.map(|c| c.demuxer) {
+        Some("matroska" | "mpegts") => Readiness::Stream { probe_after: PROBE_MARGIN },
+        Some("mov") => {
+            let mut offset = 0u64;
+            loop {
+                let Some((size, kind)) = box_at(offset) else {
+                    return if complete {
+                        Readiness::AfterDownload("it has no index (moov box)")
+                    } else {
+                        Readiness::NeedMore
+                    };
+                };
+                match &kind {
+                    b"moov" if size >= 8 => {
+                        return Readiness::Stream {
+                            probe_after: offset.saturating_add(size).saturating_add(PROBE_MARGIN),
+                        };
+                    }
+                    b"mdat" => {
+                        return Readiness::AfterDownload(
+                            "its index (moov box) follows the media data",
+                        );
+                    }
+                    _ if size < 8 => {
+                        return Readiness::AfterDownload("its boxes could not be followed");
+                    }
+                    _ => offset = offset.saturating_add(size),
+                }
+            }
+        }
+        _ => Readiness::AfterDownload("its container is read after the download"),
+    }
+}
+
+/// An MP4 box header from its first 16 bytes: size (a 64-bit size when the 32-bit one is 1;
+/// `u64::MAX` for "to the end of the file") and type.
+pub fn mp4_box(header: &[u8; 16]) -> (u64, [u8; 4]) {
+    let word =
+        |i: usize| u32::from_be_bytes([header[i], header[i + 1], header[i + 2], header[i + 3]]);
+    let kind = [header[4], header[5], header[6], header[7]];
+    let size = match word(0) {
+        0 => u64::MAX,
+        1 => u64::from(word(8)) << 32 | u64::from(word(12)),
+        n => u64::from(n),
+    };
+    (size, kind)
+}
+
 /// The demuxers this ffprobe build has (none when it cannot list them).
 pub(super) async fn ffprobe_demuxers(ffprobe: &Path) -> Vec<String> {
     let out = tools::ffprobe_command(ffprobe).arg("-demuxers").output().await;
@@ -120,6 +192,62 @@ mod tests {
         }
         assert_eq!(name(&ts), Some("mpegts"));
         assert_eq!(name(b"\x47 not a transport stream"), None);
+    }
+
+    /// Box headers of a file laid out as `boxes` (type, size), `available` bytes on disk.
+    fn layout(
+        boxes: &[(&[u8; 4], u64)],
+        available: u64,
+    ) -> impl FnMut(u64) -> Option<(u64, [u8; 4])> {
+        let mut at = Vec::new();
+        let mut offset = 0;
+        for (kind, size) in boxes {
+            at.push((offset, *size, **kind));
+            offset += size;
+        }
+        move |offset| {
+            (offset + 16 <= available)
+                .then(|| at.iter().find(|(o, _, _)| *o == offset).map(|(_, s, k)| (*s, *k)))
+                .flatten()
+        }
+    }
+
+    #[test]
+    fn fast_start_mp4_matroska_and_ts_are_read_while_they_download() {
+        let mp4 = container_from_magic(b"\0\0\0\x20ftypisom");
+        let fast_start = [(b"ftyp", 32), (b"moov", 5000), (b"free", 8), (b"mdat", 1 << 30)];
+        assert_eq!(
+            readiness(mp4, false, layout(&fast_start, 10_000)),
+            Readiness::Stream { probe_after: 5032 + PROBE_MARGIN }
+        );
+        // The moov's header not on disk yet.
+        assert_eq!(readiness(mp4, false, layout(&fast_start, 20)), Readiness::NeedMore);
+        let index_last = [(b"ftyp", 32), (b"free", 8), (b"mdat", 1 << 30), (b"moov", 5000)];
+        assert!(matches!(
+            readiness(mp4, false, layout(&index_last, 10_000)),
+            Readiness::AfterDownload(_)
+        ));
+        let broken = [(b"ftyp", 32), (b"wide", 0)];
+        assert!(matches!(readiness(mp4, true, layout(&broken, 100)), Readiness::AfterDownload(_)));
+        let mkv = container_from_magic(b"\x1a\x45\xdf\xa3\x01");
+        assert_eq!(
+            readiness(mkv, false, |_| None),
+            Readiness::Stream { probe_after: PROBE_MARGIN }
+        );
+        let avi = container_from_magic(b"RIFF\x10\0\0\0AVI LIST");
+        assert!(matches!(readiness(avi, false, |_| None), Readiness::AfterDownload(_)));
+        assert!(matches!(readiness(None, false, |_| None), Readiness::AfterDownload(_)));
+    }
+
+    #[test]
+    fn mp4_box_headers_with_32_and_64_bit_sizes() {
+        let mut h = [0u8; 16];
+        h[..8].copy_from_slice(b"\0\0\x10\0moov");
+        assert_eq!(mp4_box(&h), (4096, *b"moov"));
+        h[..16].copy_from_slice(b"\0\0\0\x01mdat\0\0\0\x01\0\0\0\x10");
+        assert_eq!(mp4_box(&h), ((1 << 32) + 16, *b"mdat"));
+        h[..8].copy_from_slice(b"\0\0\0\0mdat");
+        assert_eq!(mp4_box(&h).0, u64::MAX);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! plan module checks the cuts) and, for open GOPs or cuts that are not frame-exact, the
 //! planned path (the plan module picks the cuts, lead-ins where needed).
 
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::BufReader;
@@ -12,6 +13,7 @@ use anyhow::{Context, Result};
 use super::pipeline::Segments;
 use crate::cut::{AudioJob, Container, CutPass, PassOutcome, Piece, VideoCuts, idr_unit_types};
 use crate::error::{Kind, ResultExt, fail};
+use crate::growing::{Growing, State};
 use crate::hash::HashQueue;
 use crate::packets::{self, PacketLog};
 use crate::plan::{self, KeyframeFacts, Plan, Stream};
@@ -132,6 +134,10 @@ pub(super) struct Cutter<'a> {
     pub(super) segments: &'a Segments,
     pub(super) info: &'a SourceInfo,
     pub(super) source: &'a Path,
+    /// `source` is still downloading: the first pass reads it as it arrives.
+    pub(super) arriving: Option<&'a Growing>,
+    /// Whether a pass has run (a later one needs the whole file).
+    pub(super) passes: Cell<usize>,
     pub(super) shown: &'a str,
     pub(super) work: &'a Path,
     pub(super) container: Container,
@@ -139,16 +145,31 @@ pub(super) struct Cutter<'a> {
 }
 
 impl Cutter<'_> {
-    fn pass(&self, pieces_dir: &Path) -> CutPass {
-        CutPass {
+    /// A pass over the input: the first one reads a download as it arrives, a later one the
+    /// whole file (after the first pass the download has ended; a failed one is reported by
+    /// the caller, which owns it).
+    fn pass(&self, pieces_dir: &Path) -> Result<CutPass> {
+        let first = self.passes.replace(self.passes.get() + 1) == 0;
+        let arriving = match self.arriving {
+            Some(growing) if first => Some(growing.clone()),
+            Some(growing) if !matches!(growing.state(), State::Complete(_)) => {
+                return Err(fail(
+                    Kind::InputUnreadable,
+                    format!("{}: the download did not complete", self.shown),
+                ));
+            }
+            _ => None,
+        };
+        Ok(CutPass {
             input: self.source.to_path_buf(),
+            arriving,
             video_stream: self.info.video().index,
             video: None,
             pieces_dir: pieces_dir.to_path_buf(),
             packet_log: None,
             idr_log: None,
             audio: Vec::new(),
-        }
+        })
     }
 
     fn pieces_dir(&self, name: &str) -> Result<PathBuf> {
@@ -181,7 +202,7 @@ impl Cutter<'_> {
     async fn try_fast_path(&self, audio: Vec<AudioJob>) -> Result<FastPath> {
         let dir = self.pieces_dir("fast")?;
         let packet_log = self.work.join(PACKET_LOG);
-        let mut pass = self.pass(&dir);
+        let mut pass = self.pass(&dir)?;
         pass.video = Some((VideoCuts::Every { seconds: self.segment_seconds }, self.container));
         pass.packet_log = Some(packet_log.clone());
         pass.audio = audio;
@@ -252,7 +273,7 @@ impl Cutter<'_> {
         );
 
         let dir = self.pieces_dir("planned")?;
-        let mut pass = self.pass(&dir);
+        let mut pass = self.pass(&dir)?;
         pass.video = Some((VideoCuts::Planned(layout.clone()), self.container));
         let total = plan.segments.len();
         let mut files: BTreeMap<usize, PathBuf> = BTreeMap::new();
@@ -305,7 +326,7 @@ impl Cutter<'_> {
         let mut idr = None;
         if log.is_none() || need_idr || !audio.is_empty() {
             let idr_log = self.work.join("idr.crc");
-            let mut pass = self.pass(self.work);
+            let mut pass = self.pass(self.work)?;
             if log.is_none() {
                 pass.packet_log = Some(packet_log.clone());
             }

@@ -63,6 +63,9 @@ pub enum Fault {
     /// (at least one byte short), then closes. Only for GET responses with a body; any other
     /// request gets [`Fault::DropAfterForward`] instead (and is counted as that).
     TruncateBody,
+    /// Not a fault, a slow link: forwards the request and relays the whole response, its body
+    /// in 64 KiB pieces with this pause after each, then closes.
+    SlowBody(Duration),
 }
 
 impl Fault {
@@ -76,6 +79,7 @@ impl Fault {
             Fault::NoSuchUpload404 => "NoSuchUpload404",
             Fault::Stall(_) => "Stall",
             Fault::TruncateBody => "TruncateBody",
+            Fault::SlowBody(_) => "SlowBody",
         }
     }
 }
@@ -582,6 +586,21 @@ impl<'a> Connection<'a> {
                     self.client_out.write_all(&body[..body.len() / 2])?;
                 } else {
                     self.shared.injected(event, Fault::DropAfterForward);
+                }
+                Ok(false)
+            }
+            Some(Fault::SlowBody(pause)) => {
+                let mut body = Vec::new();
+                copy_body(up_in, response_body, &mut |b| {
+                    body.extend_from_slice(b);
+                    Ok(())
+                })?;
+                self.shared.injected(event, Fault::SlowBody(pause));
+                self.client_out.write_all(&raw_response)?;
+                for piece in body.chunks(64 << 10) {
+                    self.client_out.write_all(piece)?;
+                    self.client_out.flush()?;
+                    self.shared.sleep(pause);
                 }
                 Ok(false)
             }
