@@ -189,8 +189,8 @@ fn tests_base_image() -> String {
 }
 
 /// The splitter's suites that exercise ffmpeg: every container and codec, bad inputs, the
-/// command line and S3.
-const SHIPPED_FFMPEG_SUITES: [&str; 4] = ["kinds", "bad_inputs", "cli", "s3"];
+/// command line, S3, and an S3 input read on ffmpeg's stdin while it downloads.
+const SHIPPED_FFMPEG_SUITES: [&str; 5] = ["kinds", "bad_inputs", "cli", "s3", "s3_streaming"];
 
 /// What ships is what is tested: builds the image, takes its ffmpeg and ffprobe out (static
 /// binaries, they run on the host) and runs the splitter's ffmpeg-facing suites against them.
