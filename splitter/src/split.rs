@@ -35,6 +35,10 @@ use cutter::{CutSegments, Cutter, seconds};
 use download::Download;
 use pipeline::{Finished, Pipeline};
 
+/// Segment bytes in the work directory waiting to be uploaded beyond which a download being cut
+/// is paused (the scratch space an S3 → S3 split needs is about the input plus this).
+const MAX_PENDING_BYTES: u64 = 256 << 20;
+
 /// Settings of one split.
 #[derive(Clone, Debug)]
 pub struct SplitOptions {
@@ -283,7 +287,14 @@ async fn cut_video(
 ) -> Result<(CutSegments, Vec<Finished>)> {
     let container = cut::segment_container(&source.info.video().codec_name);
     let upload_now = !opts.sequential;
-    let mut pipeline = Pipeline::start(tools, &out.sink, container.extension, upload_now);
+    let mut pipeline =
+        Pipeline::start(tools, &out.sink, container.extension, upload_now, opts.upload_concurrency);
+    // A download being cut waits while too much is cut and not uploaded yet.
+    let arriving = source
+        .download
+        .as_ref()
+        .and_then(Download::arriving)
+        .map(|growing| growing.clone().held_back(pipeline.pending(), MAX_PENDING_BYTES));
     let segments = pipeline.segments().clone();
     let cutter = Cutter {
         tools,
@@ -291,7 +302,7 @@ async fn cut_video(
         segments: &segments,
         info: &source.info,
         source: &source.path,
-        arriving: source.download.as_ref().and_then(Download::arriving),
+        arriving: arriving.as_ref(),
         passes: Default::default(),
         shown: &source.shown,
         work: out.work.path(),

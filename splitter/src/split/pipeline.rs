@@ -13,25 +13,29 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::hash::{FileDigest, Pending};
 use crate::manifest;
 use crate::output::{OutputFile, Sink};
 use crate::readback;
-use crate::s3::{Upload, join_all};
+use crate::s3::Upload;
 use crate::tools::Tools;
 
 /// Segments listed by one ffmpeg run (and uploaded together) at most.
 pub const BATCH: usize = 64;
-/// Batches in flight at once.
+/// Batches being listed at once.
 const BATCHES: usize = 2;
+/// Segments being stored at once, per upload permit.
+const IN_FLIGHT: usize = 2;
 
 /// A segment file ffmpeg has closed.
 struct Closed {
     index: usize,
     path: PathBuf,
+    /// Its size (for the bytes waiting to be uploaded).
+    bytes: u64,
     hash: Pending,
 }
 
@@ -63,8 +67,9 @@ pub(crate) struct Segments {
 
 impl Segments {
     pub(crate) fn closed(&self, index: usize, path: PathBuf, hash: Pending) {
+        let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
         // A send fails only when the pipeline has stopped on an error, which `finish` reports.
-        let _ = self.sender.send(Message::Closed(Closed { index, path, hash }));
+        let _ = self.sender.send(Message::Closed(Closed { index, path, bytes, hash }));
     }
 
     /// Forgets the segments sent so far, once nothing is being done with them any more (no
@@ -84,11 +89,23 @@ struct Work {
     extension: &'static str,
     /// Upload (S3) as segments come; otherwise they are published at the end.
     upload_now: bool,
+    /// Segments being stored at once (bounds the tasks, not the requests: the uploader does).
+    in_flight: Arc<Semaphore>,
+    /// Bytes of closed segments still in the work directory (not uploaded yet).
+    pending: watch::Sender<u64>,
+}
+
+impl Work {
+    /// Whether segments are uploaded (and deleted) as they come: an S3 output, not sequential.
+    fn uploads(&self) -> bool {
+        self.upload_now && matches!(self.sink, Sink::S3 { .. })
+    }
 }
 
 /// The running pipeline: [`Pipeline::segments`] feeds it, [`Pipeline::finish`] collects it.
 pub(crate) struct Pipeline {
     segments: Segments,
+    pending: watch::Receiver<u64>,
     task: JoinHandle<Result<Vec<Finished>>>,
 }
 
@@ -98,11 +115,26 @@ impl Pipeline {
         sink: &Sink,
         extension: &'static str,
         upload_now: bool,
+        upload_concurrency: usize,
     ) -> Pipeline {
         let (sender, receiver) = mpsc::unbounded_channel();
-        let sink = sink.clone();
-        let context = Arc::new(Work { tools: tools.clone(), sink, extension, upload_now });
-        Pipeline { segments: Segments { sender }, task: tokio::spawn(run(receiver, context)) }
+        let (pending, _) = watch::channel(0);
+        let work = Arc::new(Work {
+            tools: tools.clone(),
+            sink: sink.clone(),
+            extension,
+            upload_now,
+            in_flight: Arc::new(Semaphore::new(IN_FLIGHT * upload_concurrency.max(1))),
+            pending,
+        });
+        let pending = work.pending.subscribe();
+        Pipeline { segments: Segments { sender }, pending, task: tokio::spawn(run(receiver, work)) }
+    }
+
+    /// Bytes of closed segments waiting in the work directory to be uploaded: what a feed
+    /// holds back on (see [`crate::growing::Growing::held_back`]).
+    pub(crate) fn pending(&self) -> watch::Receiver<u64> {
+        self.pending.clone()
     }
 
     pub(crate) fn segments(&self) -> &Segments {
@@ -129,68 +161,96 @@ impl Pipeline {
 
 async fn run(
     mut receiver: mpsc::UnboundedReceiver<Message>,
-    context: Arc<Work>,
+    work: Arc<Work>,
 ) -> Result<Vec<Finished>> {
+    let (results_to, mut results) = mpsc::unbounded_channel();
     let mut queue: Vec<Closed> = Vec::new();
-    let mut batches: JoinSet<Result<Vec<Finished>>> = JoinSet::new();
+    let mut batches: JoinSet<Result<()>> = JoinSet::new();
+    // Segments handed to a batch whose result has not come back yet.
+    let mut outstanding = 0usize;
     let mut finished = Vec::new();
     let mut open = true;
     loop {
         while !queue.is_empty() && batches.len() < BATCHES {
             let batch: Vec<Closed> = queue.drain(..queue.len().min(BATCH)).collect();
-            batches.spawn(process(batch, Arc::clone(&context)));
+            outstanding += batch.len();
+            batches.spawn(list_then_store(batch, Arc::clone(&work), results_to.clone()));
         }
-        if !open && queue.is_empty() && batches.is_empty() {
+        if !open && queue.is_empty() && outstanding == 0 {
             return Ok(finished);
         }
         tokio::select! {
             message = receiver.recv(), if open => match message {
                 None => open = false,
                 // While both batches are busy, the next one grows (to BATCH).
-                Some(Message::Closed(closed)) => queue.push(closed),
+                Some(Message::Closed(closed)) => {
+                    if work.uploads() {
+                        work.pending.send_modify(|bytes| *bytes += closed.bytes);
+                    }
+                    queue.push(closed);
+                }
                 Some(Message::Discard(reply)) => {
                     // Waited for, not aborted: a request cancelled half-way could still land.
                     queue.clear();
                     while batches.join_next().await.is_some() {}
+                    while outstanding > 0 && results.recv().await.is_some() {
+                        outstanding -= 1;
+                    }
+                    outstanding = 0;
                     finished.clear();
+                    work.pending.send_replace(0);
                     let _ = reply.send(());
                 }
             },
             Some(done) = batches.join_next(), if !batches.is_empty() => {
-                finished.extend(done.context("a segment task failed")??);
+                done.context("a segment task failed")??;
+            }
+            Some(result) = results.recv(), if outstanding > 0 => {
+                outstanding -= 1;
+                finished.push(result?);
             }
         }
     }
 }
 
-/// One batch: listed by one ffmpeg run, then each segment (once hashed) uploaded and deleted.
-async fn process(batch: Vec<Closed>, context: Arc<Work>) -> Result<Vec<Finished>> {
+/// One batch: listed by one ffmpeg run, then each segment stored by a task of its own (at
+/// most [`IN_FLIGHT`] per upload permit at once), its result sent to `results`.
+async fn list_then_store(
+    batch: Vec<Closed>,
+    work: Arc<Work>,
+    results: mpsc::UnboundedSender<Result<Finished>>,
+) -> Result<()> {
     let files: Vec<PathBuf> = batch.iter().map(|c| c.path.clone()).collect();
     let listings: Vec<PathBuf> = files.iter().map(|f| f.with_extension("crc")).collect();
-    readback::list_packets(&context.tools, &files, &listings).await?;
-    let context = &context;
-    let uploads = batch.into_iter().zip(listings).map(|(closed, listing)| async move {
-        let digest = closed.hash.wait().await.context("hashing a segment")?;
-        let file = OutputFile {
-            local: closed.path,
-            relative: manifest::segment_path(closed.index, context.extension),
-            digest,
-        };
-        let stored = match context.upload_now {
-            true => context.sink.store_now(&file).await?,
-            false => None,
-        };
-        if stored.is_some() {
-            std::fs::remove_file(&file.local)
-                .with_context(|| format!("removing {}", file.local.display()))?;
-        }
-        anyhow::Ok(Finished {
-            index: closed.index,
-            path: file.local,
-            digest: file.digest,
-            listing,
-            stored,
-        })
-    });
-    join_all(uploads.collect()).await.into_iter().collect()
+    readback::list_packets(&work.tools, &files, &listings).await?;
+    for (closed, listing) in batch.into_iter().zip(listings) {
+        let permit = Arc::clone(&work.in_flight).acquire_owned().await?;
+        let (work, results) = (Arc::clone(&work), results.clone());
+        tokio::spawn(async move {
+            let result = store(closed, listing, &work).await;
+            drop(permit);
+            let _ = results.send(result);
+        });
+    }
+    Ok(())
+}
+
+/// A listed segment, once hashed: uploaded and deleted (S3 output, unless sequential).
+async fn store(closed: Closed, listing: PathBuf, work: &Work) -> Result<Finished> {
+    let digest = closed.hash.wait().await.context("hashing a segment")?;
+    let file = OutputFile {
+        local: closed.path,
+        relative: manifest::segment_path(closed.index, work.extension),
+        digest,
+    };
+    let stored = match work.uploads() {
+        true => work.sink.store_now(&file).await?,
+        false => None,
+    };
+    if stored.is_some() {
+        std::fs::remove_file(&file.local)
+            .with_context(|| format!("removing {}", file.local.display()))?;
+        work.pending.send_modify(|bytes| *bytes = bytes.saturating_sub(closed.bytes));
+    }
+    Ok(Finished { index: closed.index, path: file.local, digest: file.digest, listing, stored })
 }
