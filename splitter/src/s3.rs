@@ -136,13 +136,6 @@ where
     }
 }
 
-/// Downloads an object to `dest`, hashing on the way. Errors are [`Kind::InputUnreadable`].
-pub async fn download(client: &Client, bucket: &str, key: &str, dest: &Path) -> Result<FileDigest> {
-    download_if_exists(client, bucket, key, dest)
-        .await?
-        .ok_or_else(|| fail(Kind::InputUnreadable, format!("s3://{bucket}/{key} does not exist")))
-}
-
 /// The error of a failed read of `uri` in one line ([`Kind::InputUnreadable`]).
 fn read_error<E, R>(failed: &Failed<E, R>, bucket: &str, uri: &str) -> anyhow::Error
 where
@@ -162,8 +155,9 @@ where
     fail(Kind::InputUnreadable, what)
 }
 
-/// Like [`download`], reporting to `arrival` how many bytes are on disk as they arrive (so
-/// ffmpeg can read the input while it downloads; see [`crate::growing`]).
+/// Downloads an object to `dest` (see [`fetch`]), reporting to `arrival` how many bytes are on
+/// disk as they arrive (so ffmpeg can read the input while it downloads; see
+/// [`crate::growing`]). Errors are [`Kind::InputUnreadable`].
 pub async fn download_arriving(
     client: &Client,
     bucket: &str,
@@ -176,7 +170,7 @@ pub async fn download_arriving(
         .ok_or_else(|| fail(Kind::InputUnreadable, format!("s3://{bucket}/{key} does not exist")))
 }
 
-/// Like [`download`], but a missing object is `Ok(None)`.
+/// Downloads an object to `dest` (see [`fetch`]); a missing object is `Ok(None)`.
 pub async fn download_if_exists(
     client: &Client,
     bucket: &str,
