@@ -3,17 +3,19 @@
 //! holding the frames the manifest says, segments contiguous, audio files of the recorded
 //! codec.
 
-use std::fs::File;
-use std::io::BufReader;
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use serde_json::Value;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::cut::{CutPass, idr_unit_types};
 use crate::error::{Kind, fail};
 use crate::hash::{self, FileDigest};
+use crate::listing::{self, BATCH_FILES, BatchFill, CONCURRENT_BATCHES, Recipe, Task};
 use crate::location::Location;
 use crate::manifest::{self, Manifest, SegmentEntry};
 use crate::output::WorkDir;
@@ -105,15 +107,40 @@ struct SegmentFacts {
     pts_digest: String,
 }
 
-/// Reads a segment file's packets (no decoding).
+/// S3 files downloaded at once (each hashed on the way, deleted once checked).
+const S3_FETCHES: usize = 8;
+/// Local files hashed at once (beside the listing ffmpeg runs).
+const LOCAL_FETCHES: usize = 2;
+
+/// What a segment's listings tell: one read of the packet list, two views of it (GOPs for the
+/// frame count, timestamps for the digest), plus the IDR list where the codec has one.
+fn facts_from_listing(listing: &[u8], idr: Option<&[u8]>) -> Result<SegmentFacts> {
+    let log = packets::read_log(listing)?;
+    let facts = match idr {
+        Some(idr) => KeyframeFacts::clean(packets::read_pts(idr)?),
+        None => KeyframeFacts::none_clean(),
+    };
+    let starts_on_key = log.stream.before_first_key == 0 && !log.stream.gops.is_empty();
+    let frames = plan::decoded_frames(&log.stream, &facts).unwrap_or(0);
+    let timeline = packets::read_timeline(listing)?;
+    Ok(SegmentFacts { frames, starts_on_key, pts_digest: timeline.pts_digest() })
+}
+
+/// What verify lists of each segment file: its stream 0, and its IDR pictures where the codec
+/// has them.
+fn recipe(codec: &str) -> Recipe {
+    Recipe { input_options: &["-fflags", "+genpts"], stream: "0", idr: idr_unit_types(codec) }
+}
+
+/// Reads a segment file's packets (no decoding), with an ffmpeg run of its own.
 async fn segment_facts(
     tools: &Tools,
     file: &Path,
     codec: &str,
     work: &Path,
 ) -> Result<SegmentFacts> {
-    let log_path = work.join("verify-packets.crc");
-    let idr_path = work.join("verify-idr.crc");
+    let log_path = work.join(listing::scratch_name("verify-packets"));
+    let idr_path = work.join(listing::scratch_name("verify-idr"));
     let pass = CutPass {
         input: file.to_path_buf(),
         arriving: None,
@@ -124,18 +151,40 @@ async fn segment_facts(
         idr_log: idr_unit_types(codec).map(|t| (idr_path.clone(), t)),
         audio: Vec::new(),
     };
-    pass.run(tools, |_| {}).await?;
-    // One read of the listing, two views of it: GOPs (frame count) and timestamps (digest).
-    let listing = std::fs::read(&log_path)?;
-    let log = packets::read_log(&listing[..])?;
-    let facts = match &pass.idr_log {
-        Some(_) => KeyframeFacts::clean(packets::read_pts(BufReader::new(File::open(&idr_path)?))?),
-        None => KeyframeFacts::none_clean(),
-    };
-    let starts_on_key = log.stream.before_first_key == 0 && !log.stream.gops.is_empty();
-    let frames = plan::decoded_frames(&log.stream, &facts).unwrap_or(0);
-    let timeline = packets::read_timeline(&listing[..])?;
-    Ok(SegmentFacts { frames, starts_on_key, pts_digest: timeline.pts_digest() })
+    let listed = async {
+        pass.run(tools, |_| {}).await?;
+        let listing = std::fs::read(&log_path)?;
+        let idr = match &pass.idr_log {
+            Some((path, _)) => Some(std::fs::read(path)?),
+            None => None,
+        };
+        anyhow::Ok((listing, idr))
+    }
+    .await;
+    let _ = std::fs::remove_file(&log_path);
+    let _ = std::fs::remove_file(&idr_path);
+    let (listing, idr) = listed?;
+    facts_from_listing(&listing, idr.as_deref())
+}
+
+/// Reads a batch of segment files' packets: one ffmpeg run for all of them (or, when that
+/// fails, for each half; a file ffmpeg fails on alone gets a run of its own, whose error
+/// names it).
+async fn batch_facts(
+    tools: &Tools,
+    files: &[PathBuf],
+    codec: &str,
+    work: &Path,
+) -> Vec<Result<SegmentFacts>> {
+    let listings = listing::list(tools, &recipe(codec), files, work).await;
+    let mut facts = Vec::with_capacity(files.len());
+    for (file, listing) in files.iter().zip(listings) {
+        facts.push(match listing {
+            Some(l) => facts_from_listing(&l.packets, l.idr.as_deref()),
+            None => segment_facts(tools, file, codec, work).await,
+        });
+    }
+    facts
 }
 
 async fn audio_codec(tools: &Tools, file: &Path) -> Result<Option<String>> {
@@ -157,6 +206,7 @@ async fn audio_codec(tools: &Tools, file: &Path) -> Result<Option<String>> {
         .map(str::to_string))
 }
 
+#[derive(Debug)]
 enum Store {
     Local(PathBuf),
     S3 { client: aws_sdk_s3::Client, bucket: String, prefix: String },
@@ -180,8 +230,14 @@ impl Store {
         }
     }
 
-    /// A local copy of a listed file and its digest; `Ok(None)` when it is missing.
-    async fn fetch(&self, relative: &str, work: &Path) -> Result<Option<(PathBuf, FileDigest)>> {
+    /// A local copy of a listed file (S3: downloaded to `work/name`) and its digest; `Ok(None)`
+    /// when it is missing.
+    async fn fetch(
+        &self,
+        relative: &str,
+        name: &str,
+        work: &Path,
+    ) -> Result<Option<(PathBuf, FileDigest)>> {
         match self {
             Store::Local(root) => {
                 let path = root.join(relative);
@@ -196,13 +252,302 @@ impl Store {
             }
             Store::S3 { client, bucket, prefix } => {
                 let key = Location::join_key(prefix, relative);
-                let name = relative.replace('/', "_");
                 let dest = work.join(name);
                 let digest = s3::download_if_exists(client, bucket, &key, &dest).await?;
                 Ok(digest.map(|d| (dest, d)))
             }
         }
     }
+}
+
+/// What a file of the manifest is checked as, besides its size and digest.
+#[derive(Clone, Debug)]
+enum Role {
+    Segment(Box<SegmentEntry>),
+    /// An audio file of this codec.
+    Audio(String),
+    Other,
+}
+
+/// A file of the manifest to check.
+#[derive(Debug)]
+struct Item {
+    /// Position in the manifest's file list.
+    n: usize,
+    relative: String,
+    bytes: u64,
+    sha256: String,
+    role: Role,
+}
+
+/// A file fetched: its local copy and digest, `None` when it is missing.
+#[derive(Debug)]
+struct Fetched {
+    item: Item,
+    local: Option<(PathBuf, FileDigest)>,
+}
+
+impl Fetched {
+    /// The segment file to list, if this is one that is there.
+    fn segment_file(&self) -> Option<(&Path, u64)> {
+        match (&self.item.role, &self.local) {
+            (Role::Segment(_), Some((path, digest))) => Some((path, digest.bytes)),
+            _ => None,
+        }
+    }
+}
+
+/// A file checked: what is wrong with it.
+#[derive(Debug)]
+struct Checked {
+    n: usize,
+    relative: String,
+    problems: Vec<String>,
+}
+
+/// The manifest's files, in order, with what each is checked as.
+fn items(manifest: &Manifest) -> Vec<Item> {
+    let segments: std::collections::HashMap<&str, &SegmentEntry> =
+        manifest.segments.iter().map(|s| (s.path.as_str(), s)).collect();
+    manifest
+        .files()
+        .into_iter()
+        .enumerate()
+        .map(|(n, (relative, bytes, sha256))| {
+            let role = if let Some(segment) = segments.get(relative) {
+                Role::Segment(Box::new((*segment).clone()))
+            } else if let Some(audio) = manifest.audio.iter().find(|a| a.path == relative) {
+                Role::Audio(audio.codec.clone())
+            } else {
+                Role::Other
+            };
+            Item { n, relative: relative.to_string(), bytes, sha256: sha256.to_string(), role }
+        })
+        .collect()
+}
+
+/// Where batches are checked: one of [`CONCURRENT_BATCHES`] listing slots each.
+#[derive(Debug)]
+struct Batches {
+    tools: Tools,
+    codec: String,
+    work: PathBuf,
+    slots: Arc<Semaphore>,
+    /// Delete the files once checked (S3 copies).
+    delete_copies: bool,
+}
+
+impl Batches {
+    /// Starts checking a batch once a listing slot is free (so that only the batches being
+    /// listed and the one being formed have their downloads on disk).
+    async fn start(&self, batch: Vec<Fetched>) -> Task<Result<Vec<Checked>>> {
+        let slot = Arc::clone(&self.slots).acquire_owned().await;
+        let (tools, codec, work) = (self.tools.clone(), self.codec.clone(), self.work.clone());
+        let delete_copies = self.delete_copies;
+        Task::spawn(async move {
+            let slot = slot.context("listing slots closed")?;
+            check_batch(&tools, batch, &codec, &work, slot, delete_copies).await
+        })
+    }
+}
+
+/// Checks a batch of fetched files in order: their segment files listed together (holding
+/// `slot` meanwhile), S3 copies deleted once checked.
+async fn check_batch(
+    tools: &Tools,
+    batch: Vec<Fetched>,
+    codec: &str,
+    work: &Path,
+    slot: OwnedSemaphorePermit,
+    delete_copies: bool,
+) -> Result<Vec<Checked>> {
+    let files: Vec<PathBuf> =
+        batch.iter().filter_map(|f| f.segment_file().map(|(p, _)| p.to_path_buf())).collect();
+    let mut facts = batch_facts(tools, &files, codec, work).await.into_iter();
+    drop(slot);
+    let mut checked = Vec::with_capacity(batch.len());
+    for Fetched { item, local } in batch {
+        let mut problems = Vec::new();
+        let relative = &item.relative;
+        let Some((path, digest)) = local else {
+            problems.push(format!("{relative} is missing"));
+            checked.push(Checked { n: item.n, relative: item.relative, problems });
+            continue;
+        };
+        if digest.bytes != item.bytes {
+            problems.push(format!(
+                "{relative} has {} bytes, the manifest says {}",
+                digest.bytes, item.bytes
+            ));
+        } else if digest.sha256 != item.sha256 {
+            problems.push(format!("{relative}: sha256 does not match the manifest"));
+        }
+        match &item.role {
+            Role::Segment(segment) => {
+                let listed = facts.next().context("a segment's listing is missing")?;
+                segment_problems(relative, segment, listed, &mut problems);
+            }
+            Role::Audio(codec) => match audio_codec(tools, &path).await? {
+                Some(found) if found == *codec => {}
+                Some(found) => problems
+                    .push(format!("{relative} holds {found} audio, the manifest says {codec}")),
+                None => problems.push(format!("{relative} cannot be read as audio")),
+            },
+            Role::Other => {}
+        }
+        if delete_copies {
+            let _ = std::fs::remove_file(&path);
+        }
+        checked.push(Checked { n: item.n, relative: item.relative, problems });
+    }
+    Ok(checked)
+}
+
+/// What is wrong with a segment file, from its listing.
+fn segment_problems(
+    relative: &str,
+    segment: &SegmentEntry,
+    listed: Result<SegmentFacts>,
+    problems: &mut Vec<String>,
+) {
+    match listed {
+        Ok(SegmentFacts { frames, starts_on_key, pts_digest }) => {
+            if segment.pts_digest.is_empty() {
+                problems.push(format!(
+                    "{relative} has no pts_digest in the manifest: its timestamps cannot be \
+                     checked (re-split with this splitter)"
+                ));
+            } else if pts_digest != segment.pts_digest {
+                problems.push(format!(
+                    "{relative}: its packets' timestamps differ from those the splitter checked \
+                     against the source (pts_digest): frames would be lost or reordered"
+                ));
+            }
+            if !starts_on_key {
+                problems.push(format!("{relative} does not start on a keyframe"));
+            }
+            let expected = segment.lead_in_frames + segment.frames + segment.trailing_frames;
+            if frames != expected {
+                problems.push(format!(
+                    "{relative} decodes to {frames} frames, the manifest says {expected} ({} \
+                     lead-in + {} owned + {} trailing)",
+                    segment.lead_in_frames, segment.frames, segment.trailing_frames
+                ));
+            }
+        }
+        Err(e) => problems
+            .push(format!("{relative} cannot be read as video: {}", crate::error::one_line(&e))),
+    }
+}
+
+/// Checks every file of the manifest, in a bounded pipeline: files fetched (S3: downloaded
+/// and hashed, local: hashed) a few at once and in order, segment files listed in batches
+/// ([`listing`]) a few at once, problems collected in the manifest's order. Memory and scratch
+/// space stay bounded whatever the number of files.
+async fn check_files(
+    tools: &Tools,
+    store: Store,
+    items: Vec<Item>,
+    codec: &str,
+    work: &Path,
+    report: &mut Report,
+) -> Result<()> {
+    let total = items.len();
+    let s3 = matches!(store, Store::S3 { .. });
+    let (fetches, lookahead) =
+        if s3 { (S3_FETCHES, S3_FETCHES) } else { (LOCAL_FETCHES, BATCH_FILES) };
+    let store = Arc::new(store);
+    let fetch_slots = Arc::new(Semaphore::new(fetches));
+    let (fetched_tx, mut fetched_rx) = mpsc::channel::<Task<Result<Fetched>>>(lookahead);
+    // Batches in order, each started once a listing slot is free.
+    let (batch_tx, mut batch_rx) = mpsc::channel::<Task<Result<Vec<Checked>>>>(1);
+
+    // 1. Fetch, in order, a few at once.
+    let fetcher = {
+        let work = work.to_path_buf();
+        async move {
+            let mut names = HashSet::new();
+            for item in items {
+                let Ok(slot) = Arc::clone(&fetch_slots).acquire_owned().await else { break };
+                // S3 copies are named after the file; a path the manifest lists twice gets
+                // a second name (both copies may be on disk at once).
+                let mut name = item.relative.replace('/', "_");
+                if !names.insert(name.clone()) {
+                    name = format!("{}-{name}", item.n);
+                }
+                let (store, work) = (Arc::clone(&store), work.clone());
+                let task = Task::spawn(async move {
+                    let local = store.fetch(&item.relative, &name, &work).await;
+                    drop(slot);
+                    Ok(Fetched { item, local: local? })
+                });
+                if fetched_tx.send(task).await.is_err() {
+                    break;
+                }
+            }
+        }
+    };
+
+    // 2. Group into batches: segment files up to the batch limits, the other files in
+    // between where they come.
+    let batcher = {
+        let batches = Batches {
+            tools: tools.clone(),
+            codec: codec.to_string(),
+            work: work.to_path_buf(),
+            slots: Arc::new(Semaphore::new(CONCURRENT_BATCHES)),
+            delete_copies: s3,
+        };
+        async move {
+            let mut batch: Vec<Fetched> = Vec::new();
+            let mut fill = BatchFill::default();
+            while let Some(task) = fetched_rx.recv().await {
+                let fetched = match task.join().await.and_then(|f| f) {
+                    Ok(fetched) => fetched,
+                    Err(e) => {
+                        // Problems before it are reported first; then this error.
+                        if !batch.is_empty()
+                            && batch_tx.send(batches.start(batch).await).await.is_err()
+                        {
+                            return;
+                        }
+                        let _ = batch_tx.send(Task::spawn(async move { Err(e) })).await;
+                        return;
+                    }
+                };
+                if let Some((_, bytes)) = fetched.segment_file() {
+                    if !fill.fits(bytes) {
+                        if batch_tx
+                            .send(batches.start(std::mem::take(&mut batch)).await)
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                        fill = BatchFill::default();
+                    }
+                    fill.add(bytes);
+                }
+                batch.push(fetched);
+            }
+            if !batch.is_empty() {
+                let _ = batch_tx.send(batches.start(batch).await).await;
+            }
+        }
+    };
+
+    // 3. Collect, in order.
+    let collector = async move {
+        while let Some(task) = batch_rx.recv().await {
+            for Checked { n, relative, problems } in task.join().await?? {
+                report.problems.extend(problems);
+                tracing::info!(file = relative, progress = %format!("{}/{total}", n + 1), "checked");
+            }
+        }
+        anyhow::Ok(())
+    };
+    let ((), (), collected) = tokio::join!(fetcher, batcher, collector);
+    collected
 }
 
 /// Verifies an output; problems are collected, not returned as errors.
@@ -227,7 +572,9 @@ pub async fn verify(opts: &VerifyOptions) -> Result<Report> {
         ));
         return Ok(report);
     };
-    let manifest = match Manifest::from_json(&data) {
+    let parsed = Manifest::from_json(&data);
+    drop(data);
+    let manifest = match parsed {
         Ok(m) => m,
         Err(e) => {
             report.problems.push(format!("manifest.json is not a valid manifest: {e}"));
@@ -236,71 +583,11 @@ pub async fn verify(opts: &VerifyOptions) -> Result<Report> {
     };
     report.problems.extend(check_manifest(&manifest));
     let work = WorkDir::create(&opts.work_dir, Kind::Other)?;
+    let items = items(&manifest);
+    report.files = items.len();
     let codec = manifest.source.video.codec.clone();
-    let segments: std::collections::HashMap<&str, &SegmentEntry> =
-        manifest.segments.iter().map(|s| (s.path.as_str(), s)).collect();
-    let total = manifest.files().len();
-    for (n, (relative, bytes, sha256)) in manifest.files().into_iter().enumerate() {
-        report.files += 1;
-        let Some((path, digest)) = store.fetch(relative, work.path()).await? else {
-            report.problems.push(format!("{relative} is missing"));
-            continue;
-        };
-        if digest.bytes != bytes {
-            report
-                .problems
-                .push(format!("{relative} has {} bytes, the manifest says {bytes}", digest.bytes));
-        } else if digest.sha256 != sha256 {
-            report.problems.push(format!("{relative}: sha256 does not match the manifest"));
-        }
-        if let Some(segment) = segments.get(relative) {
-            match segment_facts(&tools, &path, &codec, work.path()).await {
-                Ok(SegmentFacts { frames, starts_on_key, pts_digest }) => {
-                    if segment.pts_digest.is_empty() {
-                        report.problems.push(format!(
-                            "{relative} has no pts_digest in the manifest: its timestamps \
-                             cannot be checked (re-split with this splitter)"
-                        ));
-                    } else if pts_digest != segment.pts_digest {
-                        report.problems.push(format!(
-                            "{relative}: its packets' timestamps differ from those the splitter \
-                             checked against the source (pts_digest): frames would be lost or \
-                             reordered"
-                        ));
-                    }
-                    if !starts_on_key {
-                        report.problems.push(format!("{relative} does not start on a keyframe"));
-                    }
-                    let expected =
-                        segment.lead_in_frames + segment.frames + segment.trailing_frames;
-                    if frames != expected {
-                        report.problems.push(format!(
-                            "{relative} decodes to {frames} frames, the manifest says {expected} \
-                             ({} lead-in + {} owned + {} trailing)",
-                            segment.lead_in_frames, segment.frames, segment.trailing_frames
-                        ));
-                    }
-                }
-                Err(e) => report.problems.push(format!(
-                    "{relative} cannot be read as video: {}",
-                    crate::error::one_line(&e)
-                )),
-            }
-        } else if let Some(audio) = manifest.audio.iter().find(|a| a.path == relative) {
-            match audio_codec(&tools, &path).await? {
-                Some(codec) if codec == audio.codec => {}
-                Some(codec) => report.problems.push(format!(
-                    "{relative} holds {codec} audio, the manifest says {}",
-                    audio.codec
-                )),
-                None => report.problems.push(format!("{relative} cannot be read as audio")),
-            }
-        }
-        if matches!(store, Store::S3 { .. }) {
-            let _ = std::fs::remove_file(&path);
-        }
-        tracing::info!(file = relative, progress = %format!("{}/{total}", n + 1), "checked");
-    }
+    drop(manifest);
+    check_files(&tools, store, items, &codec, work.path(), &mut report).await?;
     Ok(report)
 }
 
