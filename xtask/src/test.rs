@@ -189,8 +189,10 @@ fn tests_base_image() -> String {
 }
 
 /// The splitter's suites that exercise ffmpeg: every container and codec, bad inputs, the
-/// command line, S3, and an S3 input read on ffmpeg's stdin while it downloads.
-const SHIPPED_FFMPEG_SUITES: [&str; 5] = ["kinds", "bad_inputs", "cli", "s3", "s3_streaming"];
+/// command line, S3, an S3 input read on ffmpeg's stdin while it downloads, and many segments
+/// listed by one ffmpeg run.
+const SHIPPED_FFMPEG_SUITES: [&str; 6] =
+    ["kinds", "bad_inputs", "cli", "s3", "s3_streaming", "scale"];
 
 /// What ships is what is tested: builds the image, takes its ffmpeg and ffprobe out (static
 /// binaries, they run on the host) and runs the splitter's ffmpeg-facing suites against them.

@@ -6,7 +6,7 @@
 //! cut. The read-back's verdict comes after the cut (it needs the source's whole packet list),
 //! from the listings, which stay; the manifest is still written last.
 //!
-//! Work in flight is bounded (a few batches of at most [`BATCH`] segments), so memory does not
+//! Work in flight is bounded (a few batches, bounded as `listing` bounds them), so memory does not
 //! grow with the number of segments beyond one small record per segment.
 
 use std::path::PathBuf;
@@ -17,16 +17,15 @@ use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use crate::hash::{FileDigest, Pending};
+use crate::listing;
 use crate::manifest;
 use crate::output::{OutputFile, Sink};
 use crate::readback;
 use crate::s3::Upload;
 use crate::tools::Tools;
 
-/// Segments listed by one ffmpeg run (and uploaded together) at most.
-pub const BATCH: usize = 64;
-/// Batches being listed at once.
-const BATCHES: usize = 2;
+/// Batches being listed at once (each one ffmpeg run, bounded as `listing` bounds them).
+const BATCHES: usize = listing::CONCURRENT_BATCHES;
 /// Segments being stored at once, per upload permit.
 const IN_FLIGHT: usize = 2;
 
@@ -172,7 +171,13 @@ async fn run(
     let mut open = true;
     loop {
         while !queue.is_empty() && batches.len() < BATCHES {
-            let batch: Vec<Closed> = queue.drain(..queue.len().min(BATCH)).collect();
+            let mut fill = listing::BatchFill::default();
+            let mut take = 0;
+            while take < queue.len() && fill.fits(queue[take].bytes) {
+                fill.add(queue[take].bytes);
+                take += 1;
+            }
+            let batch: Vec<Closed> = queue.drain(..take).collect();
             outstanding += batch.len();
             batches.spawn(list_then_store(batch, Arc::clone(&work), results_to.clone()));
         }
@@ -182,7 +187,7 @@ async fn run(
         tokio::select! {
             message = receiver.recv(), if open => match message {
                 None => open = false,
-                // While both batches are busy, the next one grows (to BATCH).
+                // While every batch slot is busy, the next batch grows.
                 Some(Message::Closed(closed)) => {
                     if work.uploads() {
                         work.pending.send_modify(|bytes| *bytes += closed.bytes);
