@@ -4,49 +4,18 @@ mod support;
 
 use std::path::{Path, PathBuf};
 
-use serde_json::Value;
 use support::*;
 
-/// 8 s, keyframe every second, AAC: enough segments to fail part-way through.
 fn video() -> PathBuf {
-    let mut a = pattern("160x90", "25", "8");
-    for s in ["-f", "lavfi", "-t", "8", "-i", "sine=sample_rate=48000"] {
-        a.push(s.into());
-    }
-    for s in ["-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac"] {
-        a.push(s.into());
-    }
-    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-    fixture("s3-video", "mp4", &refs)
+    s3_video()
 }
 
 fn run(moto: &Moto, args: &[&str]) -> Run {
-    let env = moto.env();
-    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    splitter(args, &refs)
+    run_against(moto, &moto.endpoint(), args, &[])
 }
 
 fn run_text(moto: &Moto, args: &[&str]) -> Run {
-    let mut env = moto.env();
-    env.push(("SPLITTER_LOG_FORMAT", "text".into()));
-    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    splitter(args, &refs)
-}
-
-async fn manifest_at(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Option<Value> {
-    let data = get_bytes(client, bucket, &format!("{prefix}/manifest.json")).await?;
-    Some(serde_json::from_slice(&data).expect("manifest JSON"))
-}
-
-/// Downloads everything under a prefix into a local directory (to decode it).
-async fn download_prefix(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str, dir: &Path) {
-    for key in list_keys(client, bucket, prefix).await {
-        let relative = key.strip_prefix(&format!("{prefix}/")).expect("under prefix");
-        let dest = dir.join(relative);
-        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
-        let data = get_bytes(client, bucket, &key).await.expect("object");
-        std::fs::write(dest, data).expect("write");
-    }
+    run_against(moto, &moto.endpoint(), args, &[("SPLITTER_LOG_FORMAT", "text")])
 }
 
 #[tokio::test]
@@ -164,29 +133,7 @@ async fn large_files_are_uploaded_in_parts() {
     let moto = Moto::start();
     let client = moto.client().await;
     create_bucket(&client, "out").await;
-    // ~12 MB of noise in one GOP: one segment larger than two 5 MiB parts.
-    let src = fixture(
-        "noise-12mb",
-        "mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-t",
-            "4",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-vf",
-            "noise=alls=30:allf=t",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-qp",
-            "0",
-            "-g",
-            "100",
-        ],
-    );
+    let src = noise_12mb();
     let size = std::fs::metadata(&src).expect("stat").len();
     assert!(size > 10 << 20, "fixture is {size} bytes");
     let out = run(

@@ -14,50 +14,18 @@ use serde_json::Value;
 use support::fault_proxy::{Fault, FaultPlan, FaultProxy, Methods};
 use support::*;
 
-/// 8 s, keyframe every second, AAC (the same fixture as tests/s3.rs).
 fn video() -> PathBuf {
-    let mut a = pattern("160x90", "25", "8");
-    for s in ["-f", "lavfi", "-t", "8", "-i", "sine=sample_rate=48000"] {
-        a.push(s.into());
-    }
-    for s in ["-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac"] {
-        a.push(s.into());
-    }
-    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-    fixture("s3-video", "mp4", &refs)
+    s3_video()
 }
 
 /// Runs the splitter against the proxy (`extra`: more environment, e.g. the limits).
 fn run_via(moto: &Moto, proxy: &FaultProxy, args: &[&str], extra: &[(&str, &str)]) -> Run {
-    let mut env: Vec<(&str, String)> = moto.env();
-    for (k, v) in env.iter_mut() {
-        if *k == "AWS_ENDPOINT_URL" {
-            *v = proxy.endpoint();
-        }
-    }
-    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    splitter(args, &refs)
+    run_against(moto, &proxy.endpoint(), args, extra)
 }
 
 /// The splitter's retry log lines.
 fn retries(run: &Run) -> Vec<Value> {
     run.json_logs().into_iter().filter(|l| l["message"] == "S3 request failed; retrying").collect()
-}
-
-async fn manifest_at(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Option<Value> {
-    let data = get_bytes(client, bucket, &format!("{prefix}/manifest.json")).await?;
-    Some(serde_json::from_slice(&data).expect("manifest JSON"))
-}
-
-async fn download_prefix(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str, dir: &TempDir) {
-    for key in list_keys(client, bucket, prefix).await {
-        let relative = key.strip_prefix(&format!("{prefix}/")).expect("under prefix");
-        let dest = dir.join(relative);
-        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
-        std::fs::write(dest, get_bytes(client, bucket, &key).await.expect("object"))
-            .expect("write");
-    }
 }
 
 /// Objects under a prefix with their `x-amz-meta-sha256`, read directly from moto.
@@ -124,7 +92,7 @@ async fn a_third_of_requests_failing_still_gives_a_complete_frame_exact_output()
     let manifest = manifest_at(&client, "out", "job").await.expect("manifest written");
     assert_eq!(manifest["source"]["sha256"], sha256_file(&src).as_str());
     let local = TempDir::new("faults-30");
-    download_prefix(&client, "out", "job", &local).await;
+    download_prefix(&client, "out", "job", local.path()).await;
     assert_frame_exact(&src, local.path());
     let verify = run_via(&moto, &proxy, &["verify", "s3://out/job"], &[]);
     verify.assert_ok();
@@ -191,7 +159,7 @@ async fn a_fault_on_every_request_fails_cleanly_and_a_rerun_uploads_only_what_is
     let puts = proxy.stats().events.iter().filter(|e| e.method == "PUT").count();
     assert_eq!(puts, listed.len() - already + 1, "missing files and the manifest, nothing else");
     let local = TempDir::new("faults-rerun");
-    download_prefix(&client, "out", "job", &local).await;
+    download_prefix(&client, "out", "job", local.path()).await;
     assert_frame_exact(&src, local.path());
 }
 
@@ -284,29 +252,8 @@ async fn a_lost_completion_answer_counts_as_done_when_the_object_is_there() {
     let moto = Moto::start();
     let client = moto.client().await;
     create_bucket(&client, "out").await;
-    // ~12 MB in one segment: a multipart upload (the fixture of tests/s3.rs).
-    let src = fixture(
-        "noise-12mb",
-        "mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-t",
-            "4",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-vf",
-            "noise=alls=30:allf=t",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-qp",
-            "0",
-            "-g",
-            "100",
-        ],
-    );
+    // ~12 MB in one segment: a multipart upload.
+    let src = noise_12mb();
     // The first completion takes effect but its answer is lost; the retry is told the upload
     // does not exist (as S3 answers once it completed). moto itself answers a repeated
     // completion with 200, so the proxy gives S3's answer.
@@ -346,7 +293,7 @@ async fn a_lost_completion_answer_counts_as_done_when_the_object_is_there() {
         }
     }
     let local = TempDir::new("faults-multipart");
-    download_prefix(&client, "out", "big", &local).await;
+    download_prefix(&client, "out", "big", local.path()).await;
     assert_frame_exact(&src, local.path());
 
     // The same answers when the first completion never reached S3: the object is not there, so

@@ -61,15 +61,7 @@ fn remuxed(name: &str, ext: &str, extra: &'static [&'static str]) -> PathBuf {
 }
 
 fn run_via(moto: &Moto, proxy: &FaultProxy, args: &[&str], extra: &[(&str, &str)]) -> Run {
-    let mut env: Vec<(&str, String)> = moto.env();
-    for (k, v) in env.iter_mut() {
-        if *k == "AWS_ENDPOINT_URL" {
-            *v = proxy.endpoint();
-        }
-    }
-    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
-    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    splitter(args, &refs)
+    run_against(moto, &proxy.endpoint(), args, extra)
 }
 
 /// The timestamp of the first log line with this message (RFC 3339 UTC, one format: text

@@ -560,3 +560,75 @@ pub async fn get_bytes(client: &aws_sdk_s3::Client, bucket: &str, key: &str) -> 
     let out = client.get_object().bucket(bucket).key(key).send().await.ok()?;
     Some(out.body.collect().await.expect("body").into_bytes().to_vec())
 }
+
+// S3 suites' shared pieces
+
+/// 8 s of 160x90 H.264, a keyframe every second, AAC: enough segments to fail part-way through.
+pub fn s3_video() -> PathBuf {
+    let mut a = pattern("160x90", "25", "8");
+    for s in ["-f", "lavfi", "-t", "8", "-i", "sine=sample_rate=48000"] {
+        a.push(s.into());
+    }
+    for s in ["-c:v", "libx264", "-g", "25", "-pix_fmt", "yuv420p", "-c:a", "aac"] {
+        a.push(s.into());
+    }
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    fixture("s3-video", "mp4", &refs)
+}
+
+/// ~12 MB of noise in one GOP: one segment larger than two 5 MiB parts (multipart uploads).
+pub fn noise_12mb() -> PathBuf {
+    fixture(
+        "noise-12mb",
+        "mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-t",
+            "4",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-vf",
+            "noise=alls=30:allf=t",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "0",
+            "-g",
+            "100",
+        ],
+    )
+}
+
+/// Runs the splitter against S3 at `endpoint` (moto's, or a proxy's in front of it), with
+/// moto's credentials and `extra` environment.
+pub fn run_against(moto: &Moto, endpoint: &str, args: &[&str], extra: &[(&str, &str)]) -> Run {
+    let mut env: Vec<(&str, String)> = moto.env();
+    for (k, v) in env.iter_mut() {
+        if *k == "AWS_ENDPOINT_URL" {
+            *v = endpoint.to_string();
+        }
+    }
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    let refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    splitter(args, &refs)
+}
+
+/// The manifest under a prefix, read directly from S3.
+pub async fn manifest_at(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Option<Value> {
+    let data = get_bytes(client, bucket, &format!("{prefix}/manifest.json")).await?;
+    Some(serde_json::from_slice(&data).expect("manifest JSON"))
+}
+
+/// Downloads everything under a prefix into a local directory (to decode it).
+pub async fn download_prefix(client: &aws_sdk_s3::Client, bucket: &str, prefix: &str, dir: &Path) {
+    for key in list_keys(client, bucket, prefix).await {
+        let relative = key.strip_prefix(&format!("{prefix}/")).expect("under prefix");
+        let dest = dir.join(relative);
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        let data = get_bytes(client, bucket, &key).await.expect("object");
+        std::fs::write(dest, data).expect("write");
+    }
+}
