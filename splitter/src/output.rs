@@ -107,15 +107,15 @@ impl Sink {
             }
             Location::S3 { bucket, key } => {
                 let client = client.ok_or_else(|| anyhow::anyhow!("no S3 client"))?;
-                let uploader = Uploader::new(client, bucket, concurrency, part_size);
+                let mut uploader = Uploader::new(client, bucket, concurrency, part_size);
                 let prefix = key.trim_end_matches('/').to_string();
-                let sink = Sink::S3 { uploader, bucket: bucket.clone(), prefix };
                 // Also proves the bucket exists and is writable before any work is done.
-                let key = sink.key(manifest::FILE_NAME);
-                if let Sink::S3 { uploader, .. } = &sink {
-                    uploader.delete(&key).await?;
-                }
-                Ok(sink)
+                uploader.delete(&Location::join_key(&prefix, manifest::FILE_NAME)).await?;
+                let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
+                uploader
+                    .remember_existing(&[format!("{base}segments/"), format!("{base}audio/")])
+                    .await?;
+                Ok(Sink::S3 { uploader, bucket: bucket.clone(), prefix })
             }
         }
     }
