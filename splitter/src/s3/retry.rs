@@ -43,8 +43,9 @@ pub struct Limits {
 
 impl Default for Limits {
     /// Suited to a Batch job in the bucket's region: a dropped connection or a throttling
-    /// answer costs a few seconds; S3 being unreachable fails the job in about a minute
-    /// (8 attempts, waits capped at 10 s), so Batch's own retry can take over.
+    /// answer costs a few seconds. The waits between 8 attempts add up to 11–23 s, so a
+    /// refused connection fails in about 20 s and an endpoint that drops connection attempts
+    /// in about a minute (8 × 5 s); then Batch's own retry can take over.
     fn default() -> Limits {
         Limits {
             max_attempts: 8,
