@@ -54,7 +54,7 @@ pub fn digest_file(path: &Path) -> io::Result<FileDigest> {
 /// Hashing is the splitter's biggest cost (SHA-256 of the source and of every segment: twice
 /// the input's size): one thread hashes the source while the other keeps up with the segments
 /// ffmpeg closes, and both help with whatever is left when ffmpeg is done.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct HashQueue {
     sender: std::sync::mpsc::Sender<(
         std::path::PathBuf,

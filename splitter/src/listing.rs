@@ -7,8 +7,8 @@
 //! offsets every input by its own start time, so a file's listing in a batch is byte for byte
 //! what a run of its own prints (checked with ffmpeg 5.1 and 7.1 on H.264, HEVC, open GOPs,
 //! B-frames, MP4 and Matroska segments). When a batch's ffmpeg fails, each half is listed the
-//! same way, down to single files, which the callers list with a run of their own: the error
-//! names the file exactly as it always did.
+//! same way, down to single files: a file ffmpeg fails on alone gets its own error (the reason
+//! ffmpeg gave), for the caller to name it.
 //!
 //! Batches are bounded by count (ffmpeg keeps every input open at once: 1–2 MB each, mostly
 //! the decoder context it allocates even for a stream copy) and by bytes (a batch of big
@@ -111,7 +111,8 @@ pub struct Outputs {
 }
 
 /// One ffmpeg run listing `files[i]` into `outputs[i]`. An error means ffmpeg failed on one of
-/// them (or could not be run); the outputs are then incomplete.
+/// them (its message: the last line ffmpeg printed) or could not be run ([`Kind::Tools`]); the
+/// outputs are then incomplete.
 async fn run(tools: &Tools, recipe: &Recipe, files: &[PathBuf], outputs: &[Outputs]) -> Result<()> {
     let mut cmd = tools.ffmpeg();
     cmd.arg("-y");
@@ -142,30 +143,31 @@ async fn run(tools: &Tools, recipe: &Recipe, files: &[PathBuf], outputs: &[Outpu
         })?;
     if !out.status.success() {
         let stderr = String::from_utf8_lossy(&out.stderr);
-        anyhow::bail!("ffmpeg failed: {}", crate::tools::last_line(&stderr));
+        anyhow::bail!("{}", crate::tools::last_line(&stderr));
     }
     Ok(())
 }
 
 /// Lists `files[i]` into `outputs[i]` with as few ffmpeg runs as it takes: all of them in one
-/// run; when that fails, each half the same way, down to single files, which are left to the
-/// caller's own one-file run (whose error names the file as it always did). A bad file among
-/// 64 costs about a dozen short runs, not 64. Returns, for each file, whether it was listed.
+/// run; when that fails, each half the same way, down to single files. A bad file among 64
+/// costs about a dozen short runs, not 64. Returns each file's result: a file ffmpeg fails on
+/// alone gets the error of its own run (see [`run`]).
 pub async fn list_into(
     tools: &Tools,
     recipe: &Recipe,
     files: &[PathBuf],
     outputs: &[Outputs],
-) -> Vec<bool> {
-    let mut listed = vec![false; files.len().min(outputs.len())];
+) -> Vec<Result<()>> {
+    let count = files.len().min(outputs.len());
+    let mut listed: Vec<Result<()>> = (0..count).map(|_| Ok(())).collect();
     let mut pending: Vec<Range<usize>> = Vec::new();
-    pending.push(0..listed.len());
+    if count > 0 {
+        pending.push(0..count);
+    }
     while let Some(range) = pending.pop() {
-        if range.len() < 2 {
-            continue;
-        }
         match run(tools, recipe, &files[range.clone()], &outputs[range.clone()]).await {
-            Ok(()) => listed[range].fill(true),
+            Ok(()) => {}
+            Err(e) if range.len() == 1 => listed[range.start] = Err(e),
             Err(e) => {
                 tracing::debug!(
                     files = range.len(),
@@ -182,13 +184,13 @@ pub async fn list_into(
 }
 
 /// Lists `files` into memory (through files in `scratch`, removed once read), as
-/// [`list_into`]: `None` for a file left to the caller's own one-file run.
+/// [`list_into`].
 pub async fn list(
     tools: &Tools,
     recipe: &Recipe,
     files: &[PathBuf],
     scratch: &Path,
-) -> Vec<Option<Listing>> {
+) -> Vec<Result<Listing>> {
     let outputs: Vec<Outputs> = files
         .iter()
         .map(|_| Outputs {
@@ -202,17 +204,15 @@ pub async fn list(
         .zip(listed)
         .map(|(out, listed)| {
             let read = |path: &Path| {
-                let data = std::fs::read(path).ok();
+                let data = std::fs::read(path)
+                    .with_context(|| format!("reading the listing {}", path.display()));
                 let _ = std::fs::remove_file(path);
                 data
             };
             let packets = read(&out.packets);
-            let idr = out.idr.as_deref().map(read);
-            match (listed, packets, idr) {
-                (true, Some(packets), None) => Some(Listing { packets, idr: None }),
-                (true, Some(packets), Some(Some(idr))) => Some(Listing { packets, idr: Some(idr) }),
-                _ => None,
-            }
+            let idr = out.idr.as_deref().map(read).transpose();
+            listed?;
+            Ok(Listing { packets: packets?, idr: idr? })
         })
         .collect()
 }

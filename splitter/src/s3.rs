@@ -282,16 +282,8 @@ async fn fetch(
                 ),
             ));
         }
-        attempt += 1;
-        let wait = retry::backoff(limits, attempt, retry::random());
-        retry::log_retry(
-            &format!("GET {uri} (resuming at byte {received})"),
-            attempt,
-            limits.max_attempts,
-            &reason,
-            wait,
-        );
-        tokio::time::sleep(wait).await;
+        let request = format!("GET {uri} (resuming at byte {received})");
+        retry::next_attempt(&request, &mut attempt, &reason).await;
     }
     file.flush().await.with_context(|| format!("writing {}", dest.display()))?;
     let digest = hasher.finish();
@@ -340,19 +332,12 @@ pub async fn get_small(client: &Client, bucket: &str, key: &str) -> Result<Optio
             Err(_) if attempt >= limits.max_attempts => {
                 return Err(fail(Kind::Other, format!("reading {uri} stalled")));
             }
-            Ok(Err(e)) => retry_pause(&format!("GET {uri}"), &mut attempt, &e.to_string()).await,
-            Err(_) => retry_pause(&format!("GET {uri}"), &mut attempt, "stalled").await,
+            Ok(Err(e)) => {
+                retry::next_attempt(&format!("GET {uri}"), &mut attempt, &e.to_string()).await
+            }
+            Err(_) => retry::next_attempt(&format!("GET {uri}"), &mut attempt, "stalled").await,
         }
     }
-}
-
-/// Counts an attempt, logs the retry and waits its backoff.
-async fn retry_pause(request: &str, attempt: &mut u32, reason: &str) {
-    let limits = Limits::get();
-    *attempt += 1;
-    let wait = retry::backoff(limits, *attempt, retry::random());
-    retry::log_retry(request, *attempt, limits.max_attempts, reason, wait);
-    tokio::time::sleep(wait).await;
 }
 
 /// Maps an error on the output side: missing bucket and access denied are

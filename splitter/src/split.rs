@@ -287,8 +287,14 @@ async fn cut_video(
 ) -> Result<(CutSegments, Vec<Finished>)> {
     let container = cut::segment_container(&source.info.video().codec_name);
     let upload_now = !opts.sequential;
-    let mut pipeline =
-        Pipeline::start(tools, &out.sink, container.extension, upload_now, opts.upload_concurrency);
+    let mut pipeline = Pipeline::start(
+        tools,
+        hashes,
+        &out.sink,
+        container.extension,
+        upload_now,
+        opts.upload_concurrency,
+    );
     // A download being cut waits while too much is cut and not uploaded yet.
     let arriving = source
         .download
@@ -298,12 +304,11 @@ async fn cut_video(
     let segments = pipeline.segments().clone();
     let cutter = Cutter {
         tools,
-        hashes,
         segments: &segments,
         info: &source.info,
         source: &source.path,
         arriving: arriving.as_ref(),
-        passes: Default::default(),
+        passed: Default::default(),
         shown: &source.shown,
         work: out.work.path(),
         container,
@@ -319,11 +324,11 @@ async fn cut_video(
         return Err(fail(Kind::NotAVideo, format!("{shown} holds a single picture, not a video")));
     }
     let finished = pipeline.finish().await?;
-    if finished.len() != cut.files.len() {
+    if finished.len() != cut.plan.segments.len() {
         anyhow::bail!(
-            "the segment pipeline saw {} segments, ffmpeg cut {}",
+            "the segment pipeline saw {} segments, the plan has {}",
             finished.len(),
-            cut.files.len()
+            cut.plan.segments.len()
         );
     }
     Ok((cut, finished))

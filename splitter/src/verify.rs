@@ -12,7 +12,7 @@ use anyhow::{Context, Result};
 use serde_json::Value;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
-use crate::cut::{CutPass, idr_unit_types};
+use crate::cut::idr_unit_types;
 use crate::error::{Kind, fail};
 use crate::hash::{self, FileDigest};
 use crate::listing::{self, BATCH_FILES, BatchFill, CONCURRENT_BATCHES, Recipe, Task};
@@ -132,44 +132,8 @@ fn recipe(codec: &str) -> Recipe {
     Recipe { input_options: &["-fflags", "+genpts"], stream: "0", idr: idr_unit_types(codec) }
 }
 
-/// Reads a segment file's packets (no decoding), with an ffmpeg run of its own.
-async fn segment_facts(
-    tools: &Tools,
-    file: &Path,
-    codec: &str,
-    work: &Path,
-) -> Result<SegmentFacts> {
-    let log_path = work.join(listing::scratch_name("verify-packets"));
-    let idr_path = work.join(listing::scratch_name("verify-idr"));
-    let pass = CutPass {
-        input: file.to_path_buf(),
-        arriving: None,
-        video_stream: 0,
-        video: None,
-        pieces_dir: work.to_path_buf(),
-        packet_log: Some(log_path.clone()),
-        idr_log: idr_unit_types(codec).map(|t| (idr_path.clone(), t)),
-        audio: Vec::new(),
-    };
-    let listed = async {
-        pass.run(tools, |_| {}).await?;
-        let listing = std::fs::read(&log_path)?;
-        let idr = match &pass.idr_log {
-            Some((path, _)) => Some(std::fs::read(path)?),
-            None => None,
-        };
-        anyhow::Ok((listing, idr))
-    }
-    .await;
-    let _ = std::fs::remove_file(&log_path);
-    let _ = std::fs::remove_file(&idr_path);
-    let (listing, idr) = listed?;
-    facts_from_listing(&listing, idr.as_deref())
-}
-
 /// Reads a batch of segment files' packets: one ffmpeg run for all of them (or, when that
-/// fails, for each half; a file ffmpeg fails on alone gets a run of its own, whose error
-/// names it).
+/// fails, for each half, down to single files: see [`listing::list_into`]).
 async fn batch_facts(
     tools: &Tools,
     files: &[PathBuf],
@@ -177,14 +141,14 @@ async fn batch_facts(
     work: &Path,
 ) -> Vec<Result<SegmentFacts>> {
     let listings = listing::list(tools, &recipe(codec), files, work).await;
-    let mut facts = Vec::with_capacity(files.len());
-    for (file, listing) in files.iter().zip(listings) {
-        facts.push(match listing {
-            Some(l) => facts_from_listing(&l.packets, l.idr.as_deref()),
-            None => segment_facts(tools, file, codec, work).await,
-        });
-    }
-    facts
+    listings
+        .into_iter()
+        .map(|listing| match listing {
+            Ok(l) => facts_from_listing(&l.packets, l.idr.as_deref()),
+            Err(e) if crate::error::kind_of(&e) == Kind::Tools => Err(e),
+            Err(e) => Err(anyhow::anyhow!("ffmpeg failed: {e}")),
+        })
+        .collect()
 }
 
 async fn audio_codec(tools: &Tools, file: &Path) -> Result<Option<String>> {

@@ -173,7 +173,7 @@ fn planned(manifest: &Value) -> Vec<Segment> {
 }
 
 #[tokio::test]
-async fn the_read_back_checks_segments_in_batches_and_in_several_calls() {
+async fn the_read_back_lists_segments_in_batches_and_in_several_calls() {
     let src = video();
     let out = TempDir::new("scale-readback");
     let manifest = split_ok(&src, out.path(), "0.2");
@@ -207,30 +207,30 @@ async fn the_read_back_checks_segments_in_batches_and_in_several_calls() {
     .await
     .expect("tools");
 
-    // All at once.
-    let digests = readback::check_timestamps(&tools, &segments, &files, &log, "src")
-        .await
-        .expect("read-back");
+    // The listings, as split's pipeline writes them: all at once (batched inside), then in
+    // uneven pieces (as segments are closed); checked afterwards.
+    let listings: Vec<PathBuf> =
+        (0..files.len()).map(|i| out.join(&format!("listing-{i}.crc"))).collect();
+    readback::list_packets(&tools, &files, &listings).await.expect("list");
+    let digests = readback::check_listings(&segments, &listings, &log, &tools, "src")
+        .expect("check listings");
     assert_eq!(digests, expected);
-
-    // Incrementally, in uneven pieces (as segments are cut).
-    let mut checker = readback::Checker::new(&tools, &log, "src").expect("checker");
-    let mut digests = Vec::new();
     let mut at = 0;
-    for size in [1, 7, BATCH_FILES + 3, 2 * BATCH_FILES] {
-        let end = (at + size).min(segments.len());
-        digests.extend(checker.check(&segments[at..end], &files[at..end]).await.expect("check"));
+    for size in [1, 7, BATCH_FILES + 3, 2 * BATCH_FILES, files.len()] {
+        let end = (at + size).min(files.len());
+        readback::list_packets(&tools, &files[at..end], &listings[at..end]).await.expect("list");
         at = end;
     }
-    digests.extend(checker.check(&segments[at..], &files[at..]).await.expect("rest"));
+    let digests = readback::check_listings(&segments, &listings, &log, &tools, "src")
+        .expect("check listings");
     assert_eq!(digests, expected);
 
     // Another video in place of a segment in the second batch: the read-back names it.
     let a = BATCH_FILES + 10;
     let mut replaced = files.clone();
     replaced[a] = other_video();
-    let err = readback::check_timestamps(&tools, &segments, &replaced, &log, "src")
-        .await
+    readback::list_packets(&tools, &replaced, &listings).await.expect("list");
+    let err = readback::check_listings(&segments, &listings, &log, &tools, "src")
         .expect_err("another video");
     let frames = segments[a].frames;
     assert!(
@@ -245,21 +245,6 @@ async fn the_read_back_checks_segments_in_batches_and_in_several_calls() {
     std::fs::write(&broken, b"not a video").expect("write");
     let mut with_broken = files.clone();
     with_broken[a] = broken.clone();
-    let err = readback::check_timestamps(&tools, &segments, &with_broken, &log, "src")
-        .await
-        .expect_err("unreadable segment");
-    let text = splitter::error::one_line(&err);
-    assert!(text.contains(&format!("ffmpeg cannot read back {}", broken.display())), "{text}");
-
-    // The listings split's pipeline writes, checked afterwards.
-    let listings: Vec<PathBuf> =
-        (0..files.len()).map(|i| out.join(&format!("listing-{i}.crc"))).collect();
-    for (files, listings) in files.chunks(BATCH_FILES).zip(listings.chunks(BATCH_FILES)) {
-        readback::list_packets(&tools, files, listings).await.expect("list");
-    }
-    let digests = readback::check_listings(&segments, &listings, &log, &tools, "src")
-        .expect("check listings");
-    assert_eq!(digests, expected);
     let err = readback::list_packets(
         &tools,
         &with_broken[..BATCH_FILES * 2],

@@ -220,25 +220,27 @@ where
                 if attempts >= limits.max_attempts || !is_transient(failure_of(&error)) {
                     return Err(Failed { error, attempts });
                 }
-                attempts += 1;
-                let wait = backoff(limits, attempts, random());
-                log_retry(request, attempts, limits.max_attempts, &describe(&error), wait);
-                tokio::time::sleep(wait).await;
+                next_attempt(request, &mut attempts, &describe(&error)).await;
             }
         }
     }
 }
 
-/// The one log line of a retry.
-pub fn log_retry(request: &str, attempt: u32, max_attempts: u32, error: &str, wait: Duration) {
+/// Counts the next attempt of `request`, which failed for `reason`, logs the retry (its one
+/// log line) and waits its backoff.
+pub async fn next_attempt(request: &str, attempt: &mut u32, reason: &str) {
+    let limits = Limits::get();
+    *attempt += 1;
+    let wait = backoff(limits, *attempt, random());
     tracing::warn!(
         request,
-        attempt,
-        max_attempts,
-        error,
+        attempt = *attempt,
+        max_attempts = limits.max_attempts,
+        error = reason,
         retry_in_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
         "S3 request failed; retrying"
     );
+    tokio::time::sleep(wait).await;
 }
 
 #[cfg(test)]

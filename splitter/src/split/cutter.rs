@@ -14,7 +14,6 @@ use super::pipeline::Segments;
 use crate::cut::{AudioJob, Container, CutPass, PassOutcome, Piece, VideoCuts, idr_unit_types};
 use crate::error::{Kind, ResultExt, fail};
 use crate::growing::{Growing, State};
-use crate::hash::HashQueue;
 use crate::packets::{self, PacketLog};
 use crate::plan::{self, KeyframeFacts, Plan, Stream};
 use crate::probe::SourceInfo;
@@ -113,8 +112,6 @@ pub(super) struct CutSegments {
     pub(super) time_base: (i64, i64),
     /// The segment files' container.
     pub(super) container: Container,
-    /// `files[i]` is segment `i`'s file.
-    pub(super) files: Vec<PathBuf>,
     /// The source's video packets as ffmpeg listed them (framecrc), for the read-back check.
     pub(super) packet_log: PathBuf,
 }
@@ -129,15 +126,14 @@ enum FastPath {
 
 pub(super) struct Cutter<'a> {
     pub(super) tools: &'a Tools,
-    pub(super) hashes: &'a HashQueue,
-    /// Where each segment file goes once ffmpeg closed it.
+    /// Where each segment file goes once ffmpeg closed it (hashed, listed, uploaded).
     pub(super) segments: &'a Segments,
     pub(super) info: &'a SourceInfo,
     pub(super) source: &'a Path,
     /// `source` is still downloading: the first pass reads it as it arrives.
     pub(super) arriving: Option<&'a Growing>,
     /// Whether a pass has run (a later one needs the whole file).
-    pub(super) passes: Cell<usize>,
+    pub(super) passed: Cell<bool>,
     pub(super) shown: &'a str,
     pub(super) work: &'a Path,
     pub(super) container: Container,
@@ -149,7 +145,7 @@ impl Cutter<'_> {
     /// whole file (after the first pass the download has ended; a failed one is reported by
     /// the caller, which owns it).
     fn pass(&self, pieces_dir: &Path) -> Result<CutPass> {
-        let first = self.passes.replace(self.passes.get() + 1) == 0;
+        let first = !self.passed.replace(true);
         let arriving = match self.arriving {
             Some(growing) if first => Some(growing.clone()),
             Some(growing) if !matches!(growing.state(), State::Complete(_)) => {
@@ -217,8 +213,7 @@ impl Cutter<'_> {
                     expected_segments = expected,
                     "segment written"
                 );
-                let hash = self.hashes.submit(piece.path.clone());
-                self.segments.closed(piece.index, piece.path.clone(), hash);
+                self.segments.closed(piece.index, piece.path.clone());
                 files.insert(piece.index, piece.path.clone());
                 pieces.push(piece);
             })
@@ -235,7 +230,6 @@ impl Cutter<'_> {
                     plan,
                     time_base: packets.time_base,
                     container: self.container,
-                    files: files.into_values().collect(),
                     packet_log,
                 }));
             }
@@ -282,8 +276,7 @@ impl Cutter<'_> {
             match layout.muxers.get(piece.muxer).and_then(|m| m.pieces.get(piece.index)) {
                 Some(Some(segment)) => {
                     tracing::info!(segment, progress = %format!("{}/{total}", files.len() + 1), "segment written");
-                    let hash = self.hashes.submit(piece.path.clone());
-                    self.segments.closed(*segment, piece.path.clone(), hash);
+                    self.segments.closed(*segment, piece.path.clone());
                     files.insert(*segment, piece.path);
                 }
                 Some(None) => {
@@ -305,7 +298,6 @@ impl Cutter<'_> {
             plan,
             time_base: log.time_base,
             container: self.container,
-            files: files.into_values().collect(),
             packet_log: self.work.join(PACKET_LOG),
         })
     }

@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::hash::{FileDigest, Pending};
+use crate::hash::{FileDigest, HashQueue, Pending};
 use crate::listing;
 use crate::manifest;
 use crate::output::{OutputFile, Sink};
@@ -62,10 +62,13 @@ pub(crate) struct Finished {
 #[derive(Clone, Debug)]
 pub(crate) struct Segments {
     sender: mpsc::UnboundedSender<Message>,
+    hashes: HashQueue,
 }
 
 impl Segments {
-    pub(crate) fn closed(&self, index: usize, path: PathBuf, hash: Pending) {
+    /// Segment `index` is in `path`, closed: it is hashed and goes through the pipeline.
+    pub(crate) fn closed(&self, index: usize, path: PathBuf) {
+        let hash = self.hashes.submit(path.clone());
         let bytes = std::fs::metadata(&path).map_or(0, |m| m.len());
         // A send fails only when the pipeline has stopped on an error, which `finish` reports.
         let _ = self.sender.send(Message::Closed(Closed { index, path, bytes, hash }));
@@ -86,19 +89,13 @@ struct Work {
     tools: Tools,
     sink: Sink,
     extension: &'static str,
-    /// Upload (S3) as segments come; otherwise they are published at the end.
-    upload_now: bool,
+    /// Segments are uploaded (and deleted) as they come: an S3 output, not `--sequential`.
+    /// Otherwise they are published at the end.
+    uploads: bool,
     /// Segments being stored at once (bounds the tasks, not the requests: the uploader does).
     in_flight: Arc<Semaphore>,
     /// Bytes of closed segments still in the work directory (not uploaded yet).
     pending: watch::Sender<u64>,
-}
-
-impl Work {
-    /// Whether segments are uploaded (and deleted) as they come: an S3 output, not sequential.
-    fn uploads(&self) -> bool {
-        self.upload_now && matches!(self.sink, Sink::S3 { .. })
-    }
 }
 
 /// The running pipeline: [`Pipeline::segments`] feeds it, [`Pipeline::finish`] collects it.
@@ -111,6 +108,7 @@ pub(crate) struct Pipeline {
 impl Pipeline {
     pub(crate) fn start(
         tools: &Tools,
+        hashes: &HashQueue,
         sink: &Sink,
         extension: &'static str,
         upload_now: bool,
@@ -122,12 +120,13 @@ impl Pipeline {
             tools: tools.clone(),
             sink: sink.clone(),
             extension,
-            upload_now,
+            uploads: upload_now && matches!(sink, Sink::S3 { .. }),
             in_flight: Arc::new(Semaphore::new(IN_FLIGHT * upload_concurrency.max(1))),
             pending,
         });
         let pending = work.pending.subscribe();
-        Pipeline { segments: Segments { sender }, pending, task: tokio::spawn(run(receiver, work)) }
+        let segments = Segments { sender, hashes: hashes.clone() };
+        Pipeline { segments, pending, task: tokio::spawn(run(receiver, work)) }
     }
 
     /// Bytes of closed segments waiting in the work directory to be uploaded: what a feed
@@ -189,7 +188,7 @@ async fn run(
                 None => open = false,
                 // While every batch slot is busy, the next batch grows.
                 Some(Message::Closed(closed)) => {
-                    if work.uploads() {
+                    if work.uploads {
                         work.pending.send_modify(|bytes| *bytes += closed.bytes);
                     }
                     queue.push(closed);
@@ -248,7 +247,7 @@ async fn store(closed: Closed, listing: PathBuf, work: &Work) -> Result<Finished
         relative: manifest::segment_path(closed.index, work.extension),
         digest,
     };
-    let stored = match work.uploads() {
+    let stored = match work.uploads {
         true => work.sink.store_now(&file).await?,
         false => None,
     };
