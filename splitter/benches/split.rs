@@ -40,6 +40,7 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(20);
 enum Case {
     Local,
     S3,
+    S3Link,
     Many,
     All,
 }
@@ -49,6 +50,8 @@ struct Options {
     case: Case,
     runs: Option<usize>,
     segments: u64,
+    /// `s3-link`: the link's rate each way, MB/s.
+    link_mb_per_s: u64,
 }
 
 impl Options {
@@ -61,9 +64,10 @@ impl Options {
         let case = match value("--case").unwrap_or("local") {
             "local" => Case::Local,
             "s3" => Case::S3,
+            "s3-link" => Case::S3Link,
             "many" => Case::Many,
             "all" => Case::All,
-            other => panic!("--case {other}: expected local, s3, many or all"),
+            other => panic!("--case {other}: expected local, s3, s3-link, many or all"),
         };
         let number = |name: &str| {
             value(name).map(|n| {
@@ -74,6 +78,7 @@ impl Options {
             case,
             runs: number("--runs").map(|n| n.max(1) as usize),
             segments: number("--segments").unwrap_or(3600).max(1),
+            link_mb_per_s: number("--link-mb-per-s").unwrap_or(40).max(1),
         }
     }
 
@@ -88,7 +93,10 @@ fn main() {
         case_local(opts.runs(5));
     }
     if matches!(opts.case, Case::S3 | Case::All) {
-        case_s3(opts.runs(3));
+        case_s3(opts.runs(3), None);
+    }
+    if matches!(opts.case, Case::S3Link | Case::All) {
+        case_s3(opts.runs(3), Some(opts.link_mb_per_s));
     }
     if matches!(opts.case, Case::Many | Case::All) {
         case_many(opts.runs(3), opts.segments);
@@ -605,6 +613,17 @@ impl Moto {
         .collect()
     }
 
+    /// The same, for a client that reaches moto through 127.0.0.1:`port` (a [`Link`]).
+    fn env_via(&self, port: u16) -> Vec<(String, String)> {
+        let mut env = self.env();
+        for (key, value) in &mut env {
+            if key == "AWS_ENDPOINT_URL" {
+                *value = format!("http://127.0.0.1:{port}");
+            }
+        }
+        env
+    }
+
     /// Runs the AWS CLI (not timed); returns its standard output.
     fn aws(&self, args: &[&str]) -> Vec<u8> {
         let out = Command::new("aws")
@@ -657,6 +676,89 @@ fn http_ok(port: u16, path: &str) -> bool {
     }
     let mut status = String::new();
     BufReader::new(stream).read_line(&mut status).is_ok() && status.contains(" 200 ")
+}
+
+// ---------------------------------------------------------------------------------------
+// A network link of a given rate in front of moto
+
+/// A loopback TCP relay to moto that passes at most `rate` bytes per second each way, shared by
+/// all connections (a Batch instance's network, where moto on the same cores is not): the
+/// `s3-link` case's bottleneck is then the link, as on AWS, not moto's CPU.
+struct Link {
+    port: u16,
+    up: Arc<Pacer>,
+    down: Arc<Pacer>,
+}
+
+/// Paces one direction: each chunk waits its turn on a shared schedule.
+struct Pacer {
+    rate: f64,
+    next: std::sync::Mutex<Instant>,
+    bytes: std::sync::atomic::AtomicU64,
+}
+
+impl Pacer {
+    fn new(rate: f64) -> Arc<Pacer> {
+        Arc::new(Pacer {
+            rate,
+            next: std::sync::Mutex::new(Instant::now()),
+            bytes: Default::default(),
+        })
+    }
+
+    /// Waits until `n` more bytes may pass.
+    fn pass(&self, n: usize) {
+        self.bytes.fetch_add(n as u64, Ordering::Relaxed);
+        let until = {
+            let mut next = self.next.lock().expect("pacer lock");
+            let start = (*next).max(Instant::now());
+            *next = start + Duration::from_secs_f64(n as f64 / self.rate);
+            *next
+        };
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
+    }
+}
+
+impl Link {
+    fn start(upstream: u16, rate: f64) -> Link {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the link");
+        let port = listener.local_addr().expect("link address").port();
+        let (up, down) = (Pacer::new(rate), Pacer::new(rate));
+        let (up2, down2) = (Arc::clone(&up), Arc::clone(&down));
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else { continue };
+                let (up, down) = (Arc::clone(&up2), Arc::clone(&down2));
+                relay(&client, &server, up);
+                relay(&server, &client, down);
+            }
+        });
+        Link { port, up, down }
+    }
+
+    /// Bytes passed (up, down).
+    fn bytes(&self) -> (u64, u64) {
+        (self.up.bytes.load(Ordering::Relaxed), self.down.bytes.load(Ordering::Relaxed))
+    }
+}
+
+/// Copies `from` to `to` at the pacer's rate, on a thread of its own, until `from` ends.
+fn relay(from: &TcpStream, to: &TcpStream, pacer: Arc<Pacer>) {
+    use std::io::{Read, Write};
+    let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else { return };
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 << 10];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            pacer.pass(n);
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Write);
+    });
 }
 
 // ---------------------------------------------------------------------------------------
@@ -775,12 +877,19 @@ fn fast_start_copy(input: &Path) -> PathBuf {
     path
 }
 
-fn case_s3(runs: usize) {
+/// The `s3` case; with `link_mb_per_s`, the `s3-link` case: the splitter reaches moto through
+/// a [`Link`] of that rate each way, and the AWS CLI row is left out.
+fn case_s3(runs: usize, link_mb_per_s: Option<u64>) {
     let input = big_file();
     let bytes = file_size(&input);
     let moto = Moto::start();
     let input_url = moto.upload(&input, "in/big.mp4");
     let fast_start_url = moto.upload(&fast_start_copy(&input), "in/big-faststart.mp4");
+    let link = link_mb_per_s.map(|rate| Link::start(moto.port, rate as f64 * 1e6));
+    let env = match &link {
+        Some(link) => moto.env_via(link.port),
+        None => moto.env(),
+    };
     let load = load_average();
 
     let (mut overlapped, mut sequential, mut cli) = (Vec::new(), Vec::new(), Vec::new());
@@ -803,24 +912,25 @@ fn case_s3(runs: usize) {
             if sequential_flag {
                 split.push("--sequential");
             }
-            samples.push(measure(&Run::splitter(&split, &work, &moto.env())));
+            samples.push(measure(&Run::splitter(&split, &work, &env)));
             if segments == 0 {
                 segments = segments_in(&moto.read(&format!("{out}/manifest.json")));
             }
             moto.remove(&out);
         }
-        let dir = fresh_dir("s3-cli");
-        let out = next_prefix("cli");
-        cli.push(measure(&cli_recipe(&moto, &input_url, &dir, &format!("{out}/"))));
-        moto.remove(&out);
+        if link.is_none() {
+            let dir = fresh_dir("s3-cli");
+            let out = next_prefix("cli");
+            cli.push(measure(&cli_recipe(&moto, &input_url, &dir, &format!("{out}/"))));
+            moto.remove(&out);
+        }
         eprintln!(
-            "run {}/{runs}: overlapped {:.2} s, fast start {:.2} s, sequential {:.2} s, AWS CLI \
-             recipe {:.2} s",
+            "run {}/{runs}: overlapped {:.2} s, fast start {:.2} s, sequential {:.2} s{}",
             run + 1,
             overlapped[run].wall,
             streamed[run].wall,
             sequential[run].wall,
-            cli[run].wall
+            cli.get(run).map_or(String::new(), |c| format!(", AWS CLI recipe {:.2} s", c.wall))
         );
     }
     for dir in ["s3-work", "s3-cli"] {
@@ -828,7 +938,12 @@ fn case_s3(runs: usize) {
     }
 
     println!();
-    println!("## s3: S3 -> S3 on a local moto_server");
+    match link_mb_per_s {
+        None => println!("## s3: S3 -> S3 on a local moto_server"),
+        Some(rate) => println!(
+            "## s3-link: S3 -> S3 on a local moto_server behind a {rate} MB/s link each way"
+        ),
+    }
     println!();
     println!(
         "input: {input_url} ({:.1} MB, 1080p H.264 + AAC, {BIG_SECONDS} s) -> {segments} segments of 10 s",
@@ -839,18 +954,15 @@ fn case_s3(runs: usize) {
         "runs: {runs} each, alternating; load average before: {load}, after: {}",
         load_average()
     );
-    print_table(
-        &S3_HEADERS,
-        &[
-            s3_row("splitter split (overlapped, the default; index at the end)", &overlapped),
-            s3_row(
-                "splitter split (overlapped; fast-start copy: cut while downloading)",
-                &streamed,
-            ),
-            s3_row("splitter split --sequential", &sequential),
-            s3_row("aws s3 cp + ffmpeg -f segment + aws s3 cp --recursive", &cli),
-        ],
-    );
+    let mut rows = vec![
+        s3_row("splitter split (overlapped, the default; index at the end)", &overlapped),
+        s3_row("splitter split (overlapped; fast-start copy: cut while downloading)", &streamed),
+        s3_row("splitter split --sequential", &sequential),
+    ];
+    if !cli.is_empty() {
+        rows.push(s3_row("aws s3 cp + ffmpeg -f segment + aws s3 cp --recursive", &cli));
+    }
+    print_table(&S3_HEADERS, &rows);
     let goal = wall_median(&overlapped) / wall_median(&sequential);
     println!(
         "ratio overlapped/sequential: wall median {goal:.2} (goal ≤ 0.7: {}), wall min {:.2}, CPU {}",
@@ -863,10 +975,20 @@ fn case_s3(runs: usize) {
         "ratio overlapped (fast start)/sequential: wall median {streamed_goal:.2} (goal ≤ 0.7: {})",
         verdict(streamed_goal <= 0.7)
     );
-    println!(
-        "ratio overlapped/AWS CLI recipe: wall median {:.2}",
-        wall_median(&overlapped) / wall_median(&cli)
-    );
+    if !cli.is_empty() {
+        println!(
+            "ratio overlapped/AWS CLI recipe: wall median {:.2}",
+            wall_median(&overlapped) / wall_median(&cli)
+        );
+    }
+    if let Some(link) = link {
+        let (up, down) = link.bytes();
+        println!(
+            "through the link: {:.1} MB up, {:.1} MB down (all runs)",
+            up as f64 / 1e6,
+            down as f64 / 1e6
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::error::{Kind, fail};
 use crate::growing::Growing;
+use crate::hold::Hold;
 use crate::plan::Layout;
 use crate::tools::Tools;
 
@@ -87,6 +88,8 @@ pub struct CutPass {
     pub input: PathBuf,
     /// `input` is still downloading: ffmpeg reads it on stdin as it arrives.
     pub arriving: Option<Growing>,
+    /// ffmpeg is stopped while this is over its limit (segments waiting to be uploaded).
+    pub hold: Option<Hold>,
     pub video_stream: u32,
     /// Segment files, or none (a probing run).
     pub video: Option<(VideoCuts, Container)>,
@@ -254,6 +257,13 @@ impl CutPass {
         if let (Some(growing), Some(stdin)) = (&self.arriving, child.stdin.take()) {
             tokio::spawn(growing.clone().feed(stdin));
         }
+        // Aborted as soon as ffmpeg has exited (below), before its process id can be reused.
+        let pause = match (&self.hold, child.id()) {
+            (Some(hold), Some(pid)) => {
+                Some(crate::listing::Task::spawn(hold.clone().pause_while_over(pid)))
+            }
+            _ => None,
+        };
         let stdout = child.stdout.take().context("ffmpeg stdout")?;
         let stderr = child.stderr.take().context("ffmpeg stderr")?;
         // Collect stderr concurrently, keeping only the last lines (a damaged input can make
@@ -284,6 +294,7 @@ impl CutPass {
             }
         }
         let status = child.wait().await.context("waiting for ffmpeg")?;
+        drop(pause);
         let (stderr_tail, truncated) = stderr_task.await.context("reading ffmpeg's errors")?;
         if !status.success() {
             let last = stderr_tail.last().cloned().unwrap_or_else(|| format!("{status}"));
@@ -335,6 +346,7 @@ mod tests {
         let pass = CutPass {
             input: "in.mp4".into(),
             arriving: None,
+            hold: None,
             video_stream: 0,
             video: Some((
                 VideoCuts::Planned(Layout {

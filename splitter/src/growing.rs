@@ -44,7 +44,7 @@ impl Arrival {
     /// A new download into `path`, and its reader.
     pub fn new(path: &Path) -> (Arrival, Growing) {
         let (sender, state) = watch::channel(State::Arriving(0));
-        (Arrival { sender }, Growing { path: path.to_path_buf(), state, hold: None })
+        (Arrival { sender }, Growing { path: path.to_path_buf(), state })
     }
 
     /// `bytes` are now on disk (flushed, readable by another file handle).
@@ -74,21 +74,11 @@ impl Drop for Arrival {
 pub struct Growing {
     path: PathBuf,
     state: watch::Receiver<State>,
-    /// Back-pressure for [`Growing::feed`]: wait while this count exceeds the limit.
-    hold: Option<(watch::Receiver<u64>, u64)>,
 }
 
 impl Growing {
     pub fn path(&self) -> &Path {
         &self.path
-    }
-
-    /// The same download, whose [`Growing::feed`] pauses while `waiting` (e.g. the bytes of
-    /// segments not uploaded yet) is above `limit`: the reader, and what it writes, then wait
-    /// instead of filling the disk.
-    pub fn held_back(mut self, waiting: watch::Receiver<u64>, limit: u64) -> Growing {
-        self.hold = Some((waiting, limit));
-        self
     }
 
     pub fn state(&self) -> State {
@@ -135,11 +125,6 @@ impl Growing {
                     file.seek(SeekFrom::Start(position)).await?;
                     tokio::task::yield_now().await;
                     continue;
-                }
-                if let Some((waiting, limit)) = &self.hold {
-                    let mut waiting = waiting.clone();
-                    // An error: the counter is gone (its pipeline ended), nothing to wait for.
-                    let _ = waiting.wait_for(|bytes| *bytes <= *limit).await;
                 }
                 out.write_all(&buf[..n]).await?;
                 position += n as u64;
@@ -188,28 +173,6 @@ mod tests {
         assert_eq!(fed, data);
         assert_eq!(growing.ended().await, State::Complete(written));
         let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    #[tokio::test]
-    async fn a_feed_held_back_waits_until_the_count_drops() {
-        let path = std::env::temp_dir().join(format!("growing-hold-{}", std::process::id()));
-        std::fs::write(&path, b"abcdef").expect("write");
-        let (arrival, growing) = Arrival::new(&path);
-        arrival.complete(6);
-        let (count, waiting) = watch::channel(10u64);
-        let (fed_end, mut test_end) = tokio::io::duplex(1024);
-        let feed = tokio::spawn(growing.held_back(waiting, 4).feed(fed_end));
-        let mut first = [0u8; 1];
-        let early =
-            tokio::time::timeout(std::time::Duration::from_millis(200), test_end.read(&mut first))
-                .await;
-        assert!(early.is_err(), "nothing is fed while 10 bytes wait (limit 4)");
-        count.send_replace(3);
-        let mut fed = Vec::new();
-        test_end.read_to_end(&mut fed).await.expect("read");
-        feed.await.expect("join").expect("feed");
-        assert_eq!(fed, b"abcdef");
-        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]

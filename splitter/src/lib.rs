@@ -10,6 +10,7 @@ pub mod cut;
 pub mod error;
 pub mod growing;
 pub mod hash;
+pub mod hold;
 pub mod listing;
 pub mod location;
 pub mod logging;

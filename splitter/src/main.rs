@@ -62,6 +62,11 @@ struct SplitArgs {
     #[arg(long, env = "SPLITTER_PART_SIZE_MIB", default_value_t = 16, value_name = "MIB",
           value_parser = clap::value_parser!(u64).range(5..=5120))]
     part_size_mib: u64,
+    /// MiB of segments cut and not uploaded yet beyond which the cut pauses (S3 output): the
+    /// scratch space a split needs is about the input plus this.
+    #[arg(long, env = "SPLITTER_UPLOAD_BACKLOG_MIB", default_value_t = 256, value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    upload_backlog_mib: u64,
     /// Download, cut and upload one after the other instead of overlapping them (for
     /// benchmarks and troubleshooting; uses scratch space for every segment).
     #[arg(long, env = "SPLITTER_SEQUENTIAL")]
@@ -88,6 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 work_dir,
                 upload_concurrency: usize::from(args.upload_concurrency),
                 part_size: args.part_size_mib << 20,
+                upload_backlog: args.upload_backlog_mib << 20,
                 sequential: args.sequential,
                 ffmpeg: cli.ffmpeg,
                 ffprobe: cli.ffprobe,

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use crate::cut::{self, AudioJob};
 use crate::error::{Kind, ResultExt, fail};
 use crate::hash::{FileDigest, HashQueue, Pending};
+use crate::hold::Hold;
 use crate::location::Location;
 use crate::manifest::{self, AudioEntry, ExcludedStream, Manifest, SegmentEntry};
 use crate::output::{OutputFile, Sink, WorkDir};
@@ -35,10 +36,6 @@ use cutter::{CutSegments, Cutter, seconds};
 use download::Download;
 use pipeline::{Finished, Pipeline};
 
-/// Segment bytes in the work directory waiting to be uploaded beyond which a download being cut
-/// is paused (the scratch space an S3 → S3 split needs is about the input plus this).
-const MAX_PENDING_BYTES: u64 = 256 << 20;
-
 /// Settings of one split.
 #[derive(Clone, Debug)]
 pub struct SplitOptions {
@@ -48,6 +45,9 @@ pub struct SplitOptions {
     pub work_dir: PathBuf,
     pub upload_concurrency: usize,
     pub part_size: u64,
+    /// Bytes of segments cut and not uploaded yet beyond which the cut pauses (the scratch
+    /// space an S3 → S3 split needs is about the input plus this; see [`Hold`]).
+    pub upload_backlog: u64,
     /// Download, cut and upload one after the other (no overlap).
     pub sequential: bool,
     pub ffmpeg: Option<PathBuf>,
@@ -295,12 +295,8 @@ async fn cut_video(
         upload_now,
         opts.upload_concurrency,
     );
-    // A download being cut waits while too much is cut and not uploaded yet.
-    let arriving = source
-        .download
-        .as_ref()
-        .and_then(Download::arriving)
-        .map(|growing| growing.clone().held_back(pipeline.pending(), MAX_PENDING_BYTES));
+    let arriving = source.download.as_ref().and_then(Download::arriving).cloned();
+    let hold = Hold::new(pipeline.pending(), opts.upload_backlog);
     let segments = pipeline.segments().clone();
     let cutter = Cutter {
         tools,
@@ -308,6 +304,7 @@ async fn cut_video(
         info: &source.info,
         source: &source.path,
         arriving: arriving.as_ref(),
+        hold: &hold,
         passed: Default::default(),
         shown: &source.shown,
         work: out.work.path(),

@@ -352,3 +352,127 @@ fn resumes(n: u64) -> FaultPlan {
         .expect("a seed");
     plan(seed)
 }
+
+/// 8 s of 320x240 noise, a keyframe every second: eight segments of about 3 MB.
+fn noise_8s() -> PathBuf {
+    fixture(
+        "noise-8s-gop25",
+        "mp4",
+        &[
+            "-f",
+            "lavfi",
+            "-t",
+            "8",
+            "-i",
+            "testsrc2=size=320x240:rate=25",
+            "-vf",
+            "noise=alls=30:allf=t",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "ultrafast",
+            "-qp",
+            "0",
+            "-g",
+            "25",
+        ],
+    )
+}
+
+/// Bytes of the files under `dir` (recursively), 0 for what vanished while walking.
+fn tree_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => tree_bytes(&e.path()),
+            Ok(_) => e.metadata().map_or(0, |m| m.len()),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Runs a split of `src` into s3://out/`prefix` through `proxy` with the work directory in
+/// `work`, sampling the work directory's size every 5 ms; returns the run and the peak.
+fn split_sampling_scratch(
+    moto: &Moto,
+    proxy: &FaultProxy,
+    src: &std::path::Path,
+    prefix: &str,
+    work: &TempDir,
+    backlog_mib: &str,
+) -> (Run, u64) {
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let (done, dir) = (std::sync::Arc::clone(&done), work.path().to_path_buf());
+        std::thread::spawn(move || {
+            let mut peak = 0;
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                peak = peak.max(tree_bytes(&dir));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peak
+        })
+    };
+    let output = format!("s3://out/{prefix}");
+    let run = run_via(
+        moto,
+        proxy,
+        &["split", path_str(src), &output, "--segment-seconds", "1"],
+        &[
+            ("SPLITTER_WORK_DIR", path_str(work.path())),
+            ("SPLITTER_UPLOAD_BACKLOG_MIB", backlog_mib),
+        ],
+    );
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    (run, sampler.join().expect("sampler"))
+}
+
+#[tokio::test]
+async fn the_cut_pauses_while_segments_wait_for_slow_uploads() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    create_bucket(&client, "out").await;
+    let src = noise_8s();
+    // Every write answered 300 ms late: uploads lag far behind a cut of a local file.
+    let proxy = FaultProxy::start(
+        moto.port,
+        FaultPlan::always(Methods::Writes, Fault::Delay(Duration::from_millis(300))),
+    );
+    let (held_work, free_work) = (TempDir::new("backlog-held"), TempDir::new("backlog-free"));
+    let (held, held_peak) = split_sampling_scratch(&moto, &proxy, &src, "held", &held_work, "2");
+    held.assert_ok();
+    let (free, free_peak) = split_sampling_scratch(&moto, &proxy, &src, "free", &free_work, "1024");
+    free.assert_ok();
+
+    // The largest segment, read from the output (not from the splitter's logs).
+    let manifest = manifest_at(&client, "out", "held").await.expect("manifest");
+    let segments = manifest["segments"].as_array().expect("segments");
+    assert_eq!(segments.len(), 8);
+    let largest = segments.iter().map(|s| s["bytes"].as_u64().expect("bytes")).max().expect("max");
+    let total: u64 = segments.iter().map(|s| s["bytes"].as_u64().expect("bytes")).sum();
+    // Held: the backlog (2 MiB) plus a few segments. ffmpeg lists a segment as closed when
+    // the next one has started, and runs on while the pause is being sent: measured, the
+    // backlog plus three closed segments and a part of the next one.
+    let bound = (2 << 20) + 4 * largest;
+    assert!(
+        held_peak <= bound,
+        "scratch peaked at {held_peak} bytes with a 2 MiB backlog (bound {bound}; segments up to \
+         {largest} bytes)"
+    );
+    // Planted contrast: with a backlog larger than the video, the cut runs ahead and nearly
+    // every segment waits on disk at once, so the sampling above can see a missing pause.
+    assert!(
+        free_peak > bound && free_peak * 10 >= total * 7,
+        "without a pause the scratch should hold most of the {total} bytes of segments; it \
+         peaked at {free_peak} (bound {bound})"
+    );
+    assert_eq!(
+        digests(&manifest),
+        digests(&manifest_at(&client, "out", "free").await.expect("manifest")),
+        "the same output either way"
+    );
+    let local = TempDir::new("backlog-out");
+    download_prefix(&client, "out", "held", local.path()).await;
+    assert_frame_exact(&src, local.path());
+}

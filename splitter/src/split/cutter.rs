@@ -14,6 +14,7 @@ use super::pipeline::Segments;
 use crate::cut::{AudioJob, Container, CutPass, PassOutcome, Piece, VideoCuts, idr_unit_types};
 use crate::error::{Kind, ResultExt, fail};
 use crate::growing::{Growing, State};
+use crate::hold::Hold;
 use crate::packets::{self, PacketLog};
 use crate::plan::{self, KeyframeFacts, Plan, Stream};
 use crate::probe::SourceInfo;
@@ -132,6 +133,8 @@ pub(super) struct Cutter<'a> {
     pub(super) source: &'a Path,
     /// `source` is still downloading: the first pass reads it as it arrives.
     pub(super) arriving: Option<&'a Growing>,
+    /// Every pass is stopped while too much is cut and not uploaded yet.
+    pub(super) hold: &'a Hold,
     /// Whether a pass has run (a later one needs the whole file).
     pub(super) passed: Cell<bool>,
     pub(super) shown: &'a str,
@@ -159,6 +162,7 @@ impl Cutter<'_> {
         Ok(CutPass {
             input: self.source.to_path_buf(),
             arriving,
+            hold: Some(self.hold.clone()),
             video_stream: self.info.video().index,
             video: None,
             pieces_dir: pieces_dir.to_path_buf(),

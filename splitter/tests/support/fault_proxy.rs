@@ -66,6 +66,9 @@ pub enum Fault {
     /// Not a fault, a slow link: forwards the request and relays the whole response, its body
     /// in 64 KiB pieces with this pause after each, then closes.
     SlowBody(Duration),
+    /// Not a fault, a slow server: forwards the request, reads the response, waits this long,
+    /// then relays the response (a slow upload, seen from the client).
+    Delay(Duration),
 }
 
 impl Fault {
@@ -80,6 +83,7 @@ impl Fault {
             Fault::Stall(_) => "Stall",
             Fault::TruncateBody => "TruncateBody",
             Fault::SlowBody(_) => "SlowBody",
+            Fault::Delay(_) => "Delay",
         }
     }
 }
@@ -602,6 +606,19 @@ impl<'a> Connection<'a> {
                     self.client_out.flush()?;
                     self.shared.sleep(pause);
                 }
+                Ok(false)
+            }
+            Some(Fault::Delay(pause)) => {
+                let mut body = Vec::new();
+                copy_body(up_in, response_body, &mut |b| {
+                    body.extend_from_slice(b);
+                    Ok(())
+                })?;
+                self.shared.injected(event, Fault::Delay(pause));
+                self.shared.sleep(pause);
+                self.client_out.write_all(&raw_response)?;
+                self.client_out.write_all(&body)?;
+                self.client_out.flush()?;
                 Ok(false)
             }
             // DropAfterForward (the others were handled before forwarding).
