@@ -15,6 +15,7 @@ pub mod listing;
 pub mod location;
 pub mod logging;
 pub mod manifest;
+pub mod mp4;
 pub mod output;
 pub mod packets;
 pub mod plan;

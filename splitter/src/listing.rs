@@ -1,22 +1,24 @@
-//! Many files' video packets listed by one ffmpeg run: `ffmpeg -i A -i B … -map 0:v:0 -c copy
-//! -f framecrc A.crc -map 1:v:0 -c copy -f framecrc B.crc …` (stream copy, no decoding).
+//! Many files' video packets listed at once: an MP4/MOV file from its own sample tables
+//! ([`mp4`], no process at all), any other file by one ffmpeg run for many of them: `ffmpeg -i
+//! A -i B … -map 0:v:0 -c copy -f framecrc A.crc -map 1:v:0 -c copy -f framecrc B.crc …`
+//! (stream copy, no decoding). Both give the same framecrc text (the MP4 reader's without the
+//! checksums, which nothing reads; `tests/mp4_index.rs` compares the two on every kind of
+//! MP4 the splitter writes).
 //!
 //! Starting ffmpeg costs more than listing a short segment (Debian's ffmpeg loads some 200
 //! shared libraries: about 65 ms of CPU a run, against 1.5–3 ms per extra input), so the
-//! read-back and `verify` list segments in batches. Each output sees one input, and ffmpeg
-//! offsets every input by its own start time, so a file's listing in a batch is byte for byte
-//! what a run of its own prints (checked with ffmpeg 5.1 and 7.1 on H.264, HEVC, open GOPs,
-//! B-frames, MP4 and Matroska segments). When a batch's ffmpeg fails, each half is listed the
-//! same way, down to single files: a file ffmpeg fails on alone gets its own error (the reason
-//! ffmpeg gave), for the caller to name it.
+//! read-back and `verify` list other containers' segments in batches. Each output sees one
+//! input, and ffmpeg offsets every input by its own start time, so a file's listing in a batch
+//! is byte for byte what a run of its own prints (checked with ffmpeg 5.1 and 7.1 on H.264,
+//! HEVC, open GOPs, B-frames, MP4 and Matroska segments). When a batch's ffmpeg fails, each
+//! half is listed the same way, down to single files: a file ffmpeg fails on alone gets its
+//! own error (the reason ffmpeg gave), for the caller to name it.
 //!
 //! Batches are bounded by count (ffmpeg keeps every input open at once: 1–2 MB each, mostly
 //! the decoder context it allocates even for a stream copy) and by bytes (a batch of big
-//! segments stays short, and few downloads wait on disk for their listing).
-//!
-//! Every input still costs ffmpeg 1.5 ms (7.1) to 3 ms (5.1) of CPU, so 3600 segments take
-//! 5–10 s of CPU to list however they are batched: that, not the number of ffmpeg runs, is
-//! now what the read-back and `verify` cost.
+//! segments stays short, and few downloads wait on disk for their listing). Every input still
+//! costs ffmpeg 1.5 ms (7.1) to 3 ms (5.1) of CPU: 5–10 s for 3600 Matroska segments however
+//! they are batched, which is why MP4 files do not go through ffmpeg.
 
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -26,6 +28,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use anyhow::{Context, Result};
 
 use crate::error::{Kind, fail};
+use crate::mp4;
 use crate::tools::Tools;
 
 /// Files listed by one ffmpeg run at most.
@@ -148,6 +151,48 @@ async fn run(tools: &Tools, recipe: &Recipe, files: &[PathBuf], outputs: &[Outpu
     Ok(())
 }
 
+/// Lists an MP4/MOV file's video packets from its sample tables ([`mp4`]) into `out`, in the
+/// framecrc form ffmpeg would print (less the checksums, which nothing reads): `false` when
+/// the reader declines the file (not MP4, fragmented, an edit list it cannot promise to
+/// apply as ffmpeg does, …) and ffmpeg must list it. Microseconds, against 1.5–3 ms of
+/// ffmpeg CPU per file.
+fn list_mp4(recipe: &Recipe, file: &Path, out: &Outputs) -> Result<bool> {
+    let Some(video) = mp4::Video::read(file)? else { return Ok(false) };
+    let idr = match (&out.idr, recipe.idr.and_then(nal_types)) {
+        (None, _) => None,
+        (Some(path), Some(types)) => match video.pts_with_nal_types(file, types)? {
+            Some(pts) => Some((path, pts)),
+            None => return Ok(false),
+        },
+        (Some(_), None) => return Ok(false),
+    };
+    let header = format!("#tb 0: 1/{}\n", video.timescale);
+    let mut text = header.clone();
+    for s in &video.samples {
+        let flags = if s.key { "" } else { ", F=0x0" };
+        text +=
+            &format!("0, {}, {}, {}, {}, 0x00000000{flags}\n", s.dts, s.pts, s.duration, s.size);
+    }
+    std::fs::write(&out.packets, text)
+        .with_context(|| format!("writing the listing {}", out.packets.display()))?;
+    if let Some((path, pts)) = idr {
+        let mut text = header;
+        for pts in pts {
+            text += &format!("0, {pts}, {pts}, 1, 0, 0x00000000\n");
+        }
+        std::fs::write(path, text)
+            .with_context(|| format!("writing the listing {}", path.display()))?;
+    }
+    Ok(true)
+}
+
+/// The NAL unit types of a `filter_units` selection (`pass_types=5`, `pass_types=19-20`).
+fn nal_types(selection: &str) -> Option<std::ops::RangeInclusive<u8>> {
+    let types = selection.strip_prefix("pass_types=")?;
+    let (first, last) = types.split_once('-').unwrap_or((types, types));
+    Some(first.parse().ok()?..=last.parse().ok()?)
+}
+
 /// Lists `files[i]` into `outputs[i]` with as few ffmpeg runs as it takes: all of them in one
 /// run; when that fails, each half the same way, down to single files. A bad file among 64
 /// costs about a dozen short runs, not 64. Returns each file's result: a file ffmpeg fails on
@@ -160,14 +205,29 @@ pub async fn list_into(
 ) -> Vec<Result<()>> {
     let count = files.len().min(outputs.len());
     let mut listed: Vec<Result<()>> = (0..count).map(|_| Ok(())).collect();
+    // MP4/MOV files are listed from their sample tables; ffmpeg lists the others.
+    let mut left: Vec<usize> = Vec::new();
+    for i in 0..count {
+        match list_mp4(recipe, &files[i], &outputs[i]) {
+            Ok(true) => {}
+            Ok(false) => left.push(i),
+            // ffmpeg tolerates some damage the tables' reader does not: its verdict counts.
+            Err(e) => {
+                tracing::debug!(file = %files[i].display(), error = %crate::error::one_line(&e), "the MP4 reader failed; ffmpeg lists the file");
+                left.push(i);
+            }
+        }
+    }
+    let files: Vec<PathBuf> = left.iter().map(|&i| files[i].clone()).collect();
+    let outputs: Vec<Outputs> = left.iter().map(|&i| outputs[i].clone()).collect();
     let mut pending: Vec<Range<usize>> = Vec::new();
-    if count > 0 {
-        pending.push(0..count);
+    if !left.is_empty() {
+        pending.push(0..left.len());
     }
     while let Some(range) = pending.pop() {
         match run(tools, recipe, &files[range.clone()], &outputs[range.clone()]).await {
             Ok(()) => {}
-            Err(e) if range.len() == 1 => listed[range.start] = Err(e),
+            Err(e) if range.len() == 1 => listed[left[range.start]] = Err(e),
             Err(e) => {
                 tracing::debug!(
                     files = range.len(),
@@ -241,6 +301,14 @@ impl<T> Drop for Task<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn filter_units_selections_read_as_nal_type_ranges() {
+        assert_eq!(nal_types("pass_types=5"), Some(5..=5));
+        assert_eq!(nal_types("pass_types=19-20"), Some(19..=20));
+        assert_eq!(nal_types("remove_types=5"), None);
+        assert_eq!(nal_types("pass_types=x"), None);
+    }
 
     #[test]
     fn batches_are_bounded_by_count_and_bytes() {

@@ -1,5 +1,6 @@
-//! The read-back: every segment file's video packets listed by ffmpeg (stream copy to
-//! `framecrc`, no decoding) and checked against the source's packets it was cut from. The I/O
+//! The read-back: every segment file's video packets listed (an MP4's from its sample tables,
+//! any other by ffmpeg's stream copy to `framecrc`; no decoding, see [`listing`]) and checked
+//! against the source's packets it was cut from. The I/O
 //! edge of the pure [`timestamps`] module: this runs ffmpeg and reads the lists, `timestamps`
 //! gives the verdict.
 
@@ -19,9 +20,9 @@ use crate::tools::Tools;
 /// What the read-back lists of each segment file: its first video stream.
 const RECIPE: Recipe = Recipe { input_options: &[], stream: "v:0", idr: None };
 
-/// Lists the video packets of segment files (framecrc, no decoding), `files[i]`'s into
-/// `listings[i]`, for [`check_listings`]: one ffmpeg run per batch ([`listing`]); the error
-/// names a file that cannot be read back.
+/// Lists the video packets of segment files (framecrc text, no decoding), `files[i]`'s into
+/// `listings[i]`, for [`check_listings`]: MP4 files from their tables, others with one ffmpeg
+/// run per batch ([`listing`]); the error names a file that cannot be read back.
 pub async fn list_packets(tools: &Tools, files: &[PathBuf], listings: &[PathBuf]) -> Result<()> {
     anyhow::ensure!(
         files.len() == listings.len(),
@@ -39,7 +40,7 @@ pub async fn list_packets(tools: &Tools, files: &[PathBuf], listings: &[PathBuf]
         for (file, listed) in files.iter().zip(listed) {
             listed.map_err(|e| match crate::error::kind_of(&e) {
                 Kind::Tools => e,
-                _ => anyhow::anyhow!("ffmpeg cannot read back {}: {e}", file.display()),
+                _ => anyhow::anyhow!("cannot read back {}: {e}", file.display()),
             })?;
         }
     }

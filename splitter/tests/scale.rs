@@ -253,5 +253,81 @@ async fn the_read_back_lists_segments_in_batches_and_in_several_calls() {
     .await
     .expect_err("unreadable segment");
     let text = splitter::error::one_line(&err);
-    assert!(text.contains(&format!("ffmpeg cannot read back {}", broken.display())), "{text}");
+    assert!(text.contains(&format!("cannot read back {}", broken.display())), "{text}");
+}
+
+/// (dts, pts, size, key) of each packet line of a framecrc listing (text independent of the
+/// splitter's parser).
+fn packet_fields(listing: &str) -> Vec<(i64, i64, u64, bool)> {
+    listing
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').map(str::trim).collect();
+            let key = f.get(6).is_none_or(|flags| {
+                let bits = u32::from_str_radix(flags.trim_start_matches("F=0x"), 16);
+                bits.expect("flags") & 1 == 1
+            });
+            (
+                f[1].parse().expect("dts"),
+                f[2].parse().expect("pts"),
+                f[4].parse().expect("size"),
+                key,
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn mp4_and_matroska_segments_listed_together_each_get_their_own_listing() {
+    let src = video();
+    let out = TempDir::new("scale-mixed");
+    let manifest = split_ok(&src, out.path(), "0.2");
+    let mp4s: Vec<PathBuf> = segment_paths(&manifest).iter().map(|p| out.join(p)).collect();
+    // Every third segment remuxed to Matroska (listed by ffmpeg; the MP4s from their tables),
+    // more than one ffmpeg batch of them.
+    let mut files = Vec::new();
+    for (i, mp4) in mp4s.iter().enumerate().take(3 * BATCH_FILES + 9) {
+        if i % 3 == 1 {
+            let mkv = out.join(&format!("remuxed-{i}.mkv"));
+            ffmpeg(&["-i", path_str(mp4), "-c", "copy", path_str(&mkv)]);
+            files.push(mkv);
+        } else {
+            files.push(mp4.clone());
+        }
+    }
+    let tools = Tools::locate(
+        std::env::var_os("SPLITTER_TEST_FFMPEG").map(PathBuf::from),
+        std::env::var_os("SPLITTER_TEST_FFPROBE").map(PathBuf::from),
+    )
+    .await
+    .expect("tools");
+    let listings: Vec<PathBuf> =
+        (0..files.len()).map(|i| out.join(&format!("mixed-{i}.crc"))).collect();
+    readback::list_packets(&tools, &files, &listings).await.expect("list");
+    for (file, listing) in files.iter().zip(&listings) {
+        let alone = out.join("alone.crc");
+        ffmpeg(&[
+            "-i",
+            path_str(file),
+            "-map",
+            "0:v:0",
+            "-c",
+            "copy",
+            "-f",
+            "framecrc",
+            path_str(&alone),
+        ]);
+        let expected = std::fs::read_to_string(&alone).expect("ffmpeg's listing");
+        let got = std::fs::read_to_string(listing).expect("listing");
+        let tb = |text: &str| text.lines().find(|l| l.starts_with("#tb 0:")).map(str::to_string);
+        assert_eq!(tb(&got), tb(&expected), "{}", file.display());
+        let (got, expected) = (packet_fields(&got), packet_fields(&expected));
+        assert!(!expected.is_empty());
+        // The same packets up to one offset (the MP4 reader's is documented in `mp4`).
+        let shift = |p: &[(i64, i64, u64, bool)]| -> Vec<(i64, i64, u64, bool)> {
+            p.iter().map(|&(d, q, s, k)| (d - p[0].1, q - p[0].1, s, k)).collect()
+        };
+        assert_eq!(shift(&got), shift(&expected), "{}", file.display());
+    }
 }

@@ -1,6 +1,7 @@
 //! What happens to each segment file once ffmpeg closes it, while ffmpeg cuts the next ones:
-//! it is hashed (the hashing threads), its video packets are listed for the read-back (one
-//! ffmpeg run per batch of the segments closed so far, [`readback::list_packets`]), and for an
+//! it is hashed (the hashing threads), its video packets are listed for the read-back (an MP4
+//! from its sample tables, others by one ffmpeg run per batch of the segments closed so far,
+//! [`readback::list_packets`]), and for an
 //! S3 output it is uploaded and then deleted from the work directory. The scratch space then
 //! holds the input plus the segments in flight, not every segment, and the upload overlaps the
 //! cut. The read-back's verdict comes after the cut (it needs the source's whole packet list),
