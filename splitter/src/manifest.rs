@@ -103,9 +103,30 @@ pub struct ExcludedStream {
 }
 
 impl Manifest {
+    /// The manifest as written: pretty JSON and a newline.
+    pub fn write_json(&self, mut out: impl std::io::Write) -> std::io::Result<()> {
+        serde_json::to_writer_pretty(&mut out, self)?;
+        out.write_all(b"\n")
+    }
+
+    /// [`Manifest::write_json`] into memory, in a buffer of exactly its size (counted first): a
+    /// growing buffer would peak at two to three times the manifest's size, which is some 460
+    /// bytes per segment.
     pub fn to_json(&self) -> Vec<u8> {
-        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
-        out.push(b'\n');
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                self.0 += buf.len();
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        let _ = self.write_json(&mut count);
+        let mut out = Vec::with_capacity(count.0);
+        let _ = self.write_json(&mut out);
         out
     }
 

@@ -246,16 +246,16 @@ impl Sink {
 
     /// Writes the manifest: the last step, atomically.
     pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
-        let data = manifest.to_json();
         match self {
             Sink::Local { root } => {
                 let tmp = root.join(format!(".{}.tmp-{}", manifest::FILE_NAME, std::process::id()));
                 let dest = root.join(manifest::FILE_NAME);
                 let write = || -> std::io::Result<()> {
                     use std::io::Write;
-                    let mut f = std::fs::File::create(&tmp)?;
-                    f.write_all(&data)?;
-                    f.sync_all()?;
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+                    manifest.write_json(&mut f)?;
+                    f.flush()?;
+                    f.get_ref().sync_all()?;
                     std::fs::rename(&tmp, &dest)
                 };
                 write().map_err(|e| {
@@ -264,6 +264,7 @@ impl Sink {
                 })
             }
             Sink::S3 { uploader, .. } => {
+                let data = manifest.to_json();
                 uploader.put_bytes(&self.key(manifest::FILE_NAME), data, "application/json").await
             }
         }
