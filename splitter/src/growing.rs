@@ -6,6 +6,7 @@
 
 use std::io::{self, SeekFrom};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -44,7 +45,7 @@ impl Arrival {
     /// A new download into `path`, and its reader.
     pub fn new(path: &Path) -> (Arrival, Growing) {
         let (sender, state) = watch::channel(State::Arriving(0));
-        (Arrival { sender }, Growing { path: path.to_path_buf(), state })
+        (Arrival { sender }, Growing { path: path.to_path_buf(), state, splice: None })
     }
 
     /// `bytes` are now on disk (flushed, readable by another file handle).
@@ -74,11 +75,32 @@ impl Drop for Arrival {
 pub struct Growing {
     path: PathBuf,
     state: watch::Receiver<State>,
+    /// What [`Growing::feed`] gives instead of the plain file.
+    splice: Option<Arc<Splice>>,
+}
+
+/// The file as ffmpeg should read it: bytes `..at`, then `insert`, then bytes `at..end` (an
+/// MP4's index put in front of its media data, see [`crate::faststart`]).
+#[derive(Debug)]
+pub struct Splice {
+    pub at: u64,
+    pub insert: Vec<u8>,
+    pub end: u64,
 }
 
 impl Growing {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    pub fn splice(&self) -> Option<&Splice> {
+        self.splice.as_deref()
+    }
+
+    /// The same download, fed as `splice` says.
+    pub fn spliced(mut self, splice: Splice) -> Growing {
+        self.splice = Some(Arc::new(splice));
+        self
     }
 
     pub fn state(&self) -> State {
@@ -114,10 +136,21 @@ impl Growing {
         let mut state = self.state.clone();
         let mut position = 0u64;
         let mut buf = vec![0u8; 256 << 10];
+        let end = self.splice.as_ref().map_or(u64::MAX, |s| s.end);
+        let mut to_insert = self.splice.as_deref();
         loop {
             let now = *state.borrow_and_update();
-            while position < now.bytes() {
-                let want = usize::try_from(now.bytes() - position).unwrap_or(usize::MAX);
+            let available = now.bytes().min(end);
+            loop {
+                if let Some(splice) = to_insert.filter(|s| s.at == position) {
+                    out.write_all(&splice.insert).await?;
+                    to_insert = None;
+                }
+                if position >= available {
+                    break;
+                }
+                let stop = to_insert.map_or(available, |s| available.min(s.at));
+                let want = usize::try_from(stop - position).unwrap_or(usize::MAX);
                 let take = want.min(buf.len());
                 let n = file.read(&mut buf[..take]).await?;
                 if n == 0 {
@@ -129,7 +162,7 @@ impl Growing {
                 out.write_all(&buf[..n]).await?;
                 position += n as u64;
             }
-            if now.ended() {
+            if now.ended() || position >= end {
                 break;
             }
             if state.changed().await.is_err() && state.borrow().bytes() == position {
@@ -173,6 +206,30 @@ mod tests {
         assert_eq!(fed, data);
         assert_eq!(growing.ended().await, State::Complete(written));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_spliced_feed_inserts_its_bytes_and_stops_at_its_end() {
+        let path = std::env::temp_dir().join(format!("growing-splice-{}", std::process::id()));
+        std::fs::write(&path, b"").expect("create");
+        let (arrival, growing) = Arrival::new(&path);
+        let growing = growing.spliced(Splice { at: 4, insert: b"INDEX".to_vec(), end: 10 });
+        let (fed_end, mut test_end) = tokio::io::duplex(1 << 16);
+        let feed = tokio::spawn(growing.feed(fed_end));
+        // Arriving in pieces that straddle the splice point.
+        for (data, total) in [(&b"hea"[..], 3), (b"dMEDI", 8), (b"A!trailer", 17)] {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new().append(true).open(&path).expect("open");
+            f.write_all(data).expect("write");
+            arrival.arrived(total);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        arrival.complete(17);
+        let mut fed = Vec::new();
+        test_end.read_to_end(&mut fed).await.expect("read");
+        feed.await.expect("join").expect("feed");
+        assert_eq!(fed, b"headINDEXMEDIA!");
+        let _ = std::fs::remove_file(&path);
     }
 
     #[tokio::test]

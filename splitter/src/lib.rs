@@ -8,6 +8,7 @@
 
 pub mod cut;
 pub mod error;
+pub mod faststart;
 pub mod growing;
 pub mod hash;
 pub mod hold;

@@ -309,6 +309,64 @@ async fn fetch(
     Ok(Some(Fetched { digest, check }))
 }
 
+/// The bytes of an object from offset `from` to its end, when there are at most `max` of them
+/// (`Ok(None)` otherwise): a HEAD for its size and ETag, then a GET of that range pinned to the
+/// ETag. For an MP4's index at the end of the object (see [`crate::faststart`]). Errors are
+/// [`Kind::InputUnreadable`].
+pub async fn tail(
+    client: &Client,
+    bucket: &str,
+    key: &str,
+    from: u64,
+    max: u64,
+) -> Result<Option<Vec<u8>>> {
+    let uri = format!("s3://{bucket}/{key}");
+    let head = with_retries(&format!("HEAD {uri}"), || {
+        client.head_object().bucket(bucket).key(key).send()
+    })
+    .await
+    .map_err(|failed| read_error(&failed, bucket, &uri))?;
+    let size = head.content_length().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+    if size <= from || size - from > max {
+        return Ok(None);
+    }
+    let range = format!("bytes={from}-{}", size - 1);
+    let limits = Limits::get();
+    let mut attempt = 1;
+    loop {
+        let request = format!("GET {uri} ({range})");
+        let out = with_retries(&request, || {
+            client
+                .get_object()
+                .bucket(bucket)
+                .key(key)
+                .range(&range)
+                .set_if_match(head.e_tag().map(str::to_string))
+                .send()
+        })
+        .await
+        .map_err(|failed| read_error(&failed, bucket, &uri))?;
+        let reason = match tokio::time::timeout(limits.read_timeout, out.body.collect()).await {
+            Ok(Ok(data)) => {
+                let data = data.into_bytes().to_vec();
+                if data.len() as u64 == size - from {
+                    return Ok(Some(data));
+                }
+                format!("{} bytes instead of {}", data.len(), size - from)
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => "stalled".to_string(),
+        };
+        if attempt >= limits.max_attempts {
+            return Err(fail(
+                Kind::InputUnreadable,
+                format!("reading the end of {uri} failed (after {attempt} attempts): {reason}"),
+            ));
+        }
+        retry::next_attempt(&request, &mut attempt, &reason).await;
+    }
+}
+
 /// Reads a small object into memory (the manifest). `Ok(None)` when it does not exist.
 pub async fn get_small(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
     let uri = format!("s3://{bucket}/{key}");

@@ -184,7 +184,8 @@ async fn resolve_input(
             (download.path.clone(), None, Some(download))
         }
     };
-    let info = probe::probe(&tools.ffprobe, &path, &shown).await?;
+    let probe_path = download.as_ref().map_or(&path, |d| &d.probe_path);
+    let info = probe::probe(&tools.ffprobe, probe_path, &shown).await?;
     let video = info.video();
     tracing::info!(
         input = %shown,
@@ -229,6 +230,7 @@ async fn settle_download<T>(tools: &Tools, source: &mut Source, cut: Result<T>) 
         return cut;
     }
     let digest = download.finish().await?;
+    download.check_fetched_index(&source.shown)?;
     let cut = cut?;
     if download.streamed {
         let whole = probe::probe(&tools.ffprobe, &source.path, &source.shown).await?;

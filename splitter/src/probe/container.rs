@@ -89,11 +89,15 @@ pub fn unsupported_container(head: &[u8], demuxers: &[String], shown: &str) -> O
 }
 
 /// Whether a download can be read while it arrives, from its first bytes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Readiness {
     /// ffmpeg can read it front to back: probe once this many bytes are on disk (the whole
     /// index of an MP4, plus a margin so the probe sees the first GOPs), cut from the stream.
     Stream { probe_after: u64 },
+    /// An MP4 whose media data (`mdat`, these bytes of the file) comes before its index: read
+    /// front to back once the index is fetched from the end and put in front of the media
+    /// data (see [`crate::faststart`]).
+    IndexAfterMedia { media: std::ops::Range<u64> },
     /// Only the whole file can be read (the reason, for the log).
     AfterDownload(&'static str),
     /// Not known until more bytes are on disk.
@@ -130,9 +134,14 @@ pub fn readiness(
                             probe_after: offset.saturating_add(size).saturating_add(PROBE_MARGIN),
                         };
                     }
+                    b"mdat" if size >= 8 && size != u64::MAX => {
+                        return Readiness::IndexAfterMedia {
+                            media: offset..offset.saturating_add(size),
+                        };
+                    }
                     b"mdat" => {
                         return Readiness::AfterDownload(
-                            "its index (moov box) follows the media data",
+                            "its media data runs to the end of the file, with no index before it",
                         );
                     }
                     _ if size < 8 => {
@@ -200,10 +209,10 @@ mod tests {
         available: u64,
     ) -> impl FnMut(u64) -> Option<(u64, [u8; 4])> {
         let mut at = Vec::new();
-        let mut offset = 0;
+        let mut offset = 0u64;
         for (kind, size) in boxes {
             at.push((offset, *size, **kind));
-            offset += size;
+            offset = offset.saturating_add(*size);
         }
         move |offset| {
             (offset + 16 <= available)
@@ -223,8 +232,13 @@ mod tests {
         // The moov's header not on disk yet.
         assert_eq!(readiness(mp4, false, layout(&fast_start, 20)), Readiness::NeedMore);
         let index_last = [(b"ftyp", 32), (b"free", 8), (b"mdat", 1 << 30), (b"moov", 5000)];
-        assert!(matches!(
+        assert_eq!(
             readiness(mp4, false, layout(&index_last, 10_000)),
+            Readiness::IndexAfterMedia { media: 40..40 + (1 << 30) }
+        );
+        let open_ended = [(b"ftyp", 32), (b"mdat", u64::MAX)];
+        assert!(matches!(
+            readiness(mp4, false, layout(&open_ended, 10_000)),
             Readiness::AfterDownload(_)
         ));
         let broken = [(b"ftyp", 32), (b"wide", 0)];

@@ -1,8 +1,9 @@
 //! An S3 input: downloaded into a work directory (hashed on the way, resumed where it broke),
-//! and read by ffmpeg while it arrives when its container allows it (fast-start MP4, Matroska,
-//! MPEG-TS; see [`probe::readiness`]): the probe waits for the head of the file only, and the
-//! cut's first pass reads the rest on its stdin as it comes. Other inputs (an MP4 whose index is
-//! at the end, AVI, MPEG-PS, …) are downloaded first.
+//! and read by ffmpeg while it arrives when its container allows it (MP4, Matroska, MPEG-TS;
+//! see [`probe::readiness`]): the probe waits for the head of the file only, and the cut's
+//! first pass reads the rest on its stdin as it comes. An MP4 whose index (`moov`) follows the
+//! media data gets its index first, with a ranged GET of the object's end, put in front of the
+//! media data ([`faststart`]). Other inputs (AVI, MPEG-PS, …) are downloaded first.
 
 use std::path::{Path, PathBuf};
 
@@ -11,10 +12,11 @@ use aws_sdk_s3::Client;
 use tokio::task::JoinHandle;
 
 use crate::error::{Kind, fail};
-use crate::growing::{Arrival, Growing, State};
+use crate::faststart;
+use crate::growing::{Arrival, Growing, Splice, State};
 use crate::hash::FileDigest;
 use crate::output::WorkDir;
-use crate::probe::{self, Readiness};
+use crate::probe::{self, PROBE_MARGIN, Readiness};
 use crate::s3;
 
 pub(super) struct Download {
@@ -26,7 +28,16 @@ pub(super) struct Download {
     digest: Option<FileDigest>,
     /// ffmpeg's first pass reads the input while it arrives.
     pub(super) streamed: bool,
+    /// What the probe reads: `path`, or for an index fetched from the end, a copy of the head
+    /// of the input as ffmpeg is fed it (the index in front of the first media data).
+    pub(super) probe_path: PathBuf,
+    /// The index fetched from the end (its offset and bytes), checked against the download.
+    fetched_index: Option<(u64, Vec<u8>)>,
 }
+
+/// The largest index fetched ahead from the end of an object (a 20 000 s, 25 fps video has
+/// one of about 4 MB).
+const MAX_FETCHED_INDEX: u64 = 64 << 20;
 
 impl Download {
     /// Starts downloading `s3://bucket/key` into a new work directory and returns once the
@@ -56,11 +67,13 @@ impl Download {
         };
         let mut download = Download {
             _work: work,
+            probe_path: path.clone(),
             path,
             growing,
             task: Some(task),
             digest: None,
             streamed: false,
+            fetched_index: None,
         };
         let readiness = match sequential {
             true => Readiness::AfterDownload("--sequential"),
@@ -72,6 +85,22 @@ impl Download {
                 download.streamed = true;
                 probe_after
             }
+            Readiness::IndexAfterMedia { media } => {
+                match download.index_ahead(client, bucket, key, media).await? {
+                    Ok(probe_after) => {
+                        tracing::info!(
+                            index = "fetched from the end of the object first",
+                            "reading the input while it downloads"
+                        );
+                        download.streamed = true;
+                        probe_after
+                    }
+                    Err(reason) => {
+                        tracing::info!(reason, "downloading the whole input before reading it");
+                        u64::MAX
+                    }
+                }
+            }
             Readiness::AfterDownload(reason) => {
                 tracing::info!(reason, "downloading the whole input before reading it");
                 u64::MAX
@@ -82,12 +111,79 @@ impl Download {
             // Complete (its digest), or failed (its error).
             download.finish().await?;
         }
+        if download.fetched_index.is_some() && download.streamed {
+            download.write_probe_head(needed)?;
+        }
         probe::sniff_content(&download.path).map_err(|e| {
             let path = download.path.display().to_string();
             let message = crate::error::one_line(&e).replace(&path, shown);
             fail(crate::error::kind_of(&e), message)
         })?;
         Ok(download)
+    }
+
+    /// For an MP4 whose index follows its `media` data: fetches the index from the end of the
+    /// object and sets the feed up to give it before the media data. `Ok(Ok(n))`: probe once
+    /// `n` bytes are on disk; `Ok(Err(reason))`: it cannot be done simply, download first.
+    async fn index_ahead(
+        &mut self,
+        client: &Client,
+        bucket: &str,
+        key: &str,
+        media: std::ops::Range<u64>,
+    ) -> Result<Result<u64, &'static str>> {
+        let Some(tail) = s3::tail(client, bucket, key, media.end, MAX_FETCHED_INDEX).await? else {
+            return Ok(Err(
+                "its index (moov box), after the media data, is too large to fetch first",
+            ));
+        };
+        let Some(index) = faststart::find_moov(&tail) else {
+            return Ok(Err("no index (moov box) follows its media data"));
+        };
+        let moved = faststart::relocate(&tail[index.clone()], index.len() as u64);
+        let Some(moved) = moved else {
+            return Ok(Err("its index (moov box) cannot be moved in front of the media data"));
+        };
+        let offset = media.end + index.start as u64;
+        self.fetched_index = Some((offset, tail[index].to_vec()));
+        let probe_after = media.start.saturating_add(PROBE_MARGIN).min(media.end);
+        self.growing =
+            self.growing.clone().spliced(Splice { at: media.start, insert: moved, end: media.end });
+        Ok(Ok(probe_after))
+    }
+
+    /// Writes the head of the input as the feed gives it (see [`Growing::spliced`]), the first
+    /// `upto` bytes of the file with the index inserted, for the probe.
+    fn write_probe_head(&mut self, upto: u64) -> Result<()> {
+        let head = self.path.with_extension("head.mp4");
+        let upto = upto.min(self.growing.state().bytes());
+        let mut data = vec![0u8; usize::try_from(upto).context("head size")?];
+        anyhow::ensure!(self.growing.read_at(0, &mut data), "the input's head is not on disk");
+        let spliced = self.growing.splice().context("no splice")?;
+        let at = usize::try_from(spliced.at).context("splice offset")?.min(data.len());
+        let mut out = Vec::with_capacity(data.len() + spliced.insert.len());
+        out.extend_from_slice(&data[..at]);
+        out.extend_from_slice(&spliced.insert);
+        out.extend_from_slice(&data[at..]);
+        std::fs::write(&head, out).with_context(|| format!("writing {}", head.display()))?;
+        self.probe_path = head;
+        Ok(())
+    }
+
+    /// For an index fetched ahead: whether the complete download holds that same index (the
+    /// object did not change between the two reads).
+    pub(super) fn check_fetched_index(&self, shown: &str) -> Result<()> {
+        let Some((offset, index)) = &self.fetched_index else { return Ok(()) };
+        let mut on_disk = vec![0u8; index.len()];
+        if self.growing.read_at(*offset, &mut on_disk) && &on_disk == index {
+            return Ok(());
+        }
+        Err(fail(
+            Kind::InputUnreadable,
+            format!(
+                "{shown} changed while it was being downloaded (its index differs); run the job again"
+            ),
+        ))
     }
 
     /// How the input can be read, decided from its first bytes as they arrive.
