@@ -690,6 +690,8 @@ impl Uploader {
     /// Stores small in-memory data (the manifest).
     pub async fn put_bytes(&self, key: &str, data: Vec<u8>, content_type: &str) -> Result<()> {
         let _permit = self.permit().await?;
+        // Shared, not copied, by each attempt (a manifest is ~460 bytes per segment).
+        let data = bytes::Bytes::from(data);
         with_retries(&format!("PUT {}", self.uri(key)), || {
             self.client
                 .put_object()

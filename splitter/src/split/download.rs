@@ -153,19 +153,23 @@ impl Download {
     }
 
     /// Writes the head of the input as the feed gives it (see [`Growing::spliced`]), the first
-    /// `upto` bytes of the file with the index inserted, for the probe.
+    /// `upto` bytes of the file with the index inserted, for the probe (streamed: `upto` is
+    /// 16 MiB past the index).
     fn write_probe_head(&mut self, upto: u64) -> Result<()> {
+        use std::io::{Read, Write};
         let head = self.path.with_extension("head.mp4");
-        let upto = upto.min(self.growing.state().bytes());
-        let mut data = vec![0u8; usize::try_from(upto).context("head size")?];
-        anyhow::ensure!(self.growing.read_at(0, &mut data), "the input's head is not on disk");
         let spliced = self.growing.splice().context("no splice")?;
-        let at = usize::try_from(spliced.at).context("splice offset")?.min(data.len());
-        let mut out = Vec::with_capacity(data.len() + spliced.insert.len());
-        out.extend_from_slice(&data[..at]);
-        out.extend_from_slice(&spliced.insert);
-        out.extend_from_slice(&data[at..]);
-        std::fs::write(&head, out).with_context(|| format!("writing {}", head.display()))?;
+        let upto = upto.min(self.growing.state().bytes());
+        let at = spliced.at.min(upto);
+        let write = || -> std::io::Result<()> {
+            let mut file = std::fs::File::open(&self.path)?;
+            let mut out = std::io::BufWriter::new(std::fs::File::create(&head)?);
+            std::io::copy(&mut (&mut file).take(at), &mut out)?;
+            out.write_all(&spliced.insert)?;
+            std::io::copy(&mut file.take(upto - at), &mut out)?;
+            out.flush()
+        };
+        write().with_context(|| format!("writing {}", head.display()))?;
         self.probe_path = head;
         Ok(())
     }
