@@ -1,6 +1,7 @@
-//! `cargo bench -p splitter --bench split [-- --case local|s3|many|all] [--runs N] [--segments N]`
+//! `cargo bench -p splitter --bench split [-- --case local|s3|s3-link|many|all] [--runs N]
+//! [--segments N] [--link-mb-per-s N]`
 //!
-//! Three cases, each printing a markdown table (see `README.md` beside this file):
+//! Four cases, each printing a markdown table (see `README.md` beside this file):
 //!
 //! - `local` (the default): a ≥ 500 MB, 2-minute 1080p H.264 + AAC MP4 (generated once, cached
 //!   under `target/splitter-bench/`) cut by the bare recipe
@@ -10,6 +11,9 @@
 //! - `s3`: the same input from and to a private `moto_server`: `splitter split` overlapped (the
 //!   default), `--sequential`, and the AWS CLI recipe (download, bare ffmpeg, upload), with the
 //!   peak size of their scratch directories.
+//! - `s3-link`: the `s3` case's splitter rows with the splitter reaching moto through a paced
+//!   loopback relay (`--link-mb-per-s`, default 40 MB/s each way): the network, not moto's CPU
+//!   on the same cores, is then the bottleneck, as for a Batch job on AWS.
 //! - `many`: a 320x180 H.264 + AAC video of `--segments N` seconds (default 3600) cut into 1 s
 //!   segments, locally and on moto, plus `splitter verify` of each output: memory should stay
 //!   flat in the number of segments.
