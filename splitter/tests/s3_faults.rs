@@ -359,28 +359,7 @@ fn resumes(n: u64) -> FaultPlan {
 
 /// 8 s of 320x240 noise, a keyframe every second: eight segments of about 3 MB.
 fn noise_8s() -> PathBuf {
-    fixture(
-        "noise-8s-gop25",
-        "mp4",
-        &[
-            "-f",
-            "lavfi",
-            "-t",
-            "8",
-            "-i",
-            "testsrc2=size=320x240:rate=25",
-            "-vf",
-            "noise=alls=30:allf=t",
-            "-c:v",
-            "libx264",
-            "-preset",
-            "ultrafast",
-            "-qp",
-            "0",
-            "-g",
-            "25",
-        ],
-    )
+    noise_video("noise-8s-gop25", "8", "25")
 }
 
 /// Bytes of the files under `dir` (recursively), 0 for what vanished while walking.

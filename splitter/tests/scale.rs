@@ -172,6 +172,16 @@ fn planned(manifest: &Value) -> Vec<Segment> {
         .collect()
 }
 
+/// The ffmpeg the tests run (`SPLITTER_TEST_FFMPEG`/`FFPROBE`, else the host's).
+async fn tools() -> Tools {
+    Tools::locate(
+        std::env::var_os("SPLITTER_TEST_FFMPEG").map(PathBuf::from),
+        std::env::var_os("SPLITTER_TEST_FFPROBE").map(PathBuf::from),
+    )
+    .await
+    .expect("tools")
+}
+
 #[tokio::test]
 async fn the_read_back_lists_segments_in_batches_and_in_several_calls() {
     let src = video();
@@ -200,12 +210,7 @@ async fn the_read_back_lists_segments_in_batches_and_in_several_calls() {
         "framecrc",
         path_str(&log),
     ]);
-    let tools = Tools::locate(
-        std::env::var_os("SPLITTER_TEST_FFMPEG").map(PathBuf::from),
-        std::env::var_os("SPLITTER_TEST_FFPROBE").map(PathBuf::from),
-    )
-    .await
-    .expect("tools");
+    let tools = tools().await;
 
     // The listings, as split's pipeline writes them: all at once (batched inside), then in
     // uneven pieces (as segments are closed); checked afterwards.
@@ -296,12 +301,7 @@ async fn mp4_and_matroska_segments_listed_together_each_get_their_own_listing() 
             files.push(mp4.clone());
         }
     }
-    let tools = Tools::locate(
-        std::env::var_os("SPLITTER_TEST_FFMPEG").map(PathBuf::from),
-        std::env::var_os("SPLITTER_TEST_FFPROBE").map(PathBuf::from),
-    )
-    .await
-    .expect("tools");
+    let tools = tools().await;
     let listings: Vec<PathBuf> =
         (0..files.len()).map(|i| out.join(&format!("mixed-{i}.crc"))).collect();
     readback::list_packets(&tools, &files, &listings).await.expect("list");

@@ -576,16 +576,17 @@ pub fn s3_video() -> PathBuf {
     fixture("s3-video", "mp4", &refs)
 }
 
-/// ~12 MB of noise in one GOP: one segment larger than two 5 MiB parts (multipart uploads).
-pub fn noise_12mb() -> PathBuf {
+/// `seconds` of 320x240 noise, lossless H.264 (big files from little time), a keyframe every
+/// `gop` frames, no audio.
+pub fn noise_video(name: &str, seconds: &str, gop: &str) -> PathBuf {
     fixture(
-        "noise-12mb",
+        name,
         "mp4",
         &[
             "-f",
             "lavfi",
             "-t",
-            "4",
+            seconds,
             "-i",
             "testsrc2=size=320x240:rate=25",
             "-vf",
@@ -597,9 +598,14 @@ pub fn noise_12mb() -> PathBuf {
             "-qp",
             "0",
             "-g",
-            "100",
+            gop,
         ],
     )
+}
+
+/// ~12 MB of noise in one GOP: one segment larger than two 5 MiB parts (multipart uploads).
+pub fn noise_12mb() -> PathBuf {
+    noise_video("noise-12mb", "4", "100")
 }
 
 /// Runs the splitter against S3 at `endpoint` (moto's, or a proxy's in front of it), with
