@@ -260,7 +260,7 @@ impl CutPass {
         // Aborted as soon as ffmpeg has exited (below), before its process id can be reused.
         let pause = match (&self.hold, child.id()) {
             (Some(hold), Some(pid)) => {
-                Some(crate::listing::Task::spawn(hold.clone().pause_while_over(pid)))
+                Some(crate::task::Task::spawn(hold.clone().pause_while_over(pid)))
             }
             _ => None,
         };

@@ -24,6 +24,7 @@ pub mod probe;
 pub mod readback;
 pub mod s3;
 pub mod split;
+pub mod task;
 pub mod timestamps;
 pub mod tools;
 pub mod verify;

@@ -277,27 +277,6 @@ pub async fn list(
         .collect()
 }
 
-/// A spawned task, aborted when dropped (an abandoned check stops its ffmpeg runs: they are
-/// killed with their task).
-#[derive(Debug)]
-pub struct Task<T>(tokio::task::JoinHandle<T>);
-
-impl<T: Send + 'static> Task<T> {
-    pub fn spawn(work: impl std::future::Future<Output = T> + Send + 'static) -> Task<T> {
-        Task(tokio::spawn(work))
-    }
-
-    pub async fn join(mut self) -> Result<T> {
-        (&mut self.0).await.context("a listing task failed")
-    }
-}
-
-impl<T> Drop for Task<T> {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

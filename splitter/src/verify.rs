@@ -15,13 +15,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use crate::cut::idr_unit_types;
 use crate::error::{Kind, fail};
 use crate::hash::{self, FileDigest};
-use crate::listing::{self, BATCH_FILES, BatchFill, CONCURRENT_BATCHES, Recipe, Task};
+use crate::listing::{self, BATCH_FILES, BatchFill, CONCURRENT_BATCHES, Recipe};
 use crate::location::Location;
 use crate::manifest::{self, Manifest, SegmentEntry};
 use crate::output::WorkDir;
 use crate::packets;
 use crate::plan::{self, KeyframeFacts};
 use crate::s3;
+use crate::task::Task;
 use crate::tools::Tools;
 
 #[derive(Clone, Debug)]

@@ -389,14 +389,6 @@ pub fn short_id(id: &str) -> &str {
     &hex[..hex.len().min(12)]
 }
 
-/// Quotes a word for a POSIX shell when it needs it ([`crate::dry_run::command_line`], the local
-/// stack's env file).
-pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,%^".contains(c));
-    if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', r"'\''")) }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -431,17 +423,5 @@ mod tests {
         assert_eq!(info.entrypoint, ["/usr/local/bin/splitter"]);
         assert_eq!(info.labels["org.opencontainers.image.revision"], "deadbeef");
         assert!(parse_inspect("[]").is_err());
-    }
-
-    #[test]
-    fn quoting() {
-        assert_eq!(shell_quote("linux/amd64"), "linux/amd64");
-        assert_eq!(
-            shell_quote("BUILD_DATE=2025-01-01T00:00:00Z"),
-            "BUILD_DATE=2025-01-01T00:00:00Z"
-        );
-        assert_eq!(shell_quote("a b"), "'a b'");
-        assert_eq!(shell_quote("it's"), r"'it'\''s'");
-        assert_eq!(shell_quote(""), "''");
     }
 }

@@ -12,8 +12,6 @@ use std::process::Command;
 use anyhow::Result;
 use xshell::Cmd;
 
-use crate::docker::shell_quote;
-
 /// Whether to run or to print; `Copy`, so it is passed by value to whatever runs commands.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct DryRun {
@@ -94,9 +92,28 @@ pub(crate) fn process_line(command: &Command) -> String {
     env.chain(words).collect::<Vec<_>>().join(" ")
 }
 
+/// Quotes a word for a POSIX shell when it needs it ([`command_line`], the local stack's env file).
+pub fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word.chars().all(|c| c.is_ascii_alphanumeric() || "-_./:=@+,%^".contains(c));
+    if plain { word.to_owned() } else { format!("'{}'", word.replace('\'', r"'\''")) }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("linux/amd64"), "linux/amd64");
+        assert_eq!(
+            shell_quote("BUILD_DATE=2025-01-01T00:00:00Z"),
+            "BUILD_DATE=2025-01-01T00:00:00Z"
+        );
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
     use xshell::{Shell, cmd};
 
     #[test]

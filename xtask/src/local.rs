@@ -32,8 +32,9 @@ use xshell::Shell;
 
 use crate::aws::Aws;
 use crate::config::{self, LocalStack, Target};
-use crate::docker::{Docker, shell_quote};
+use crate::docker::Docker;
 use crate::dry_run::DryRun;
+use crate::dry_run::shell_quote;
 use crate::{proc, tools};
 use servers::{
     MOTO, REGISTRY, WATCH, check_port, moto_port_of, registry_port_of, start_moto, start_registry,

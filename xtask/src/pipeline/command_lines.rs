@@ -8,7 +8,7 @@ use std::path::Path;
 use super::ITEST_LOG_LINES;
 use crate::config::Target;
 use crate::deploy::Deploy;
-use crate::docker::shell_quote;
+use crate::dry_run::shell_quote;
 use crate::image::{self, Image};
 use crate::itest::Itest;
 use crate::local::Up;
