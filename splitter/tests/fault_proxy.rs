@@ -475,3 +475,45 @@ fn raw_http_framing_passes_verbatim() {
     let stats = proxy.stats();
     assert_eq!((stats.connections, stats.requests, stats.expect_continue), (1, 4, 1));
 }
+
+#[tokio::test]
+async fn delay_answers_late_and_flip_last_byte_alters_only_the_last_byte() {
+    let delay = Duration::from_millis(300);
+    let (_moto, direct, proxy, client) =
+        setup(FaultPlan::always(Methods::Writes, Fault::Delay(delay))).await;
+    let started = std::time::Instant::now();
+    put(&client, "late", b"abc").await.expect("a delayed PUT still succeeds");
+    assert!(started.elapsed() >= delay, "answered after {:?}", started.elapsed());
+    assert_eq!(get(&direct, "late").await.as_deref(), Some(&b"abc"[..]));
+    assert_eq!(proxy.stats().injected("Delay"), 1);
+
+    let data = bytes(100_000, 9);
+    put_direct(&direct, "k", &data).await;
+    proxy.set_plan(FaultPlan::always(Methods::Reads, Fault::FlipLastByte));
+    // Read raw with a presigned URL (the SDK would refuse the altered body on its CRC32
+    // before the test saw it).
+    let presigned = client
+        .get_object()
+        .bucket(BUCKET)
+        .key("k")
+        .presigned(
+            aws_sdk_s3::presigning::PresigningConfig::expires_in(Duration::from_secs(60))
+                .expect("presigning config"),
+        )
+        .await
+        .expect("presigned");
+    let address = proxy.endpoint().trim_start_matches("http://").to_string();
+    let target = presigned.uri().trim_start_matches(proxy.endpoint().as_str()).to_string();
+    let mut stream = TcpStream::connect(&address).expect("connect");
+    write!(stream, "GET {target} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n")
+        .expect("request");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("response");
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a response head") + 4;
+    let got = &raw[split..];
+    assert!(raw.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&raw[..split]));
+    assert_eq!(got.len(), data.len());
+    assert_eq!(got[..data.len() - 1], data[..data.len() - 1]);
+    assert_eq!(got[data.len() - 1], data[data.len() - 1] ^ 0xff);
+    assert_eq!(proxy.stats().injected("FlipLastByte"), 1);
+}

@@ -183,3 +183,37 @@ async fn a_download_that_fails_while_ffmpeg_reads_it_is_the_error_reported() {
     assert!(run.stderr.contains("(after 3 attempts)"));
     assert!(!out.join("manifest.json").exists());
 }
+
+#[tokio::test]
+async fn an_index_fetched_ahead_that_the_download_contradicts_fails_the_split() {
+    let moto = Moto::start();
+    let client = moto.client().await;
+    create_bucket(&client, "videos").await;
+    let src = remuxed("stream-index-last", "mp4", &["-movflags", "-faststart"]);
+    put_file(&client, "videos", "late.mp4", &src).await;
+    // GET 0 is the download, GET 1 the index fetched from the end: its last byte (inside the
+    // encoder tag ffmpeg writes last in `moov`, harmless to the cut) differs from the
+    // object's, as when the object is replaced between the two reads.
+    let plan = |seed| FaultPlan {
+        seed,
+        rate: 0.5,
+        methods: Methods::Only(&["GET"]),
+        faults: vec![Fault::FlipLastByte],
+    };
+    let seed = (0..100_000)
+        .find(|&seed| plan(seed).decide(0).is_none() && plan(seed).decide(1).is_some())
+        .expect("a seed");
+    let proxy = FaultProxy::start(moto.port, plan(seed));
+    let dir = TempDir::new("index-changed");
+    let out = dir.join("out");
+    let run = run_via(&moto, &proxy, &["split", "s3://videos/late.mp4", path_str(&out)], &[]);
+    assert_eq!(proxy.stats().injected("FlipLastByte"), 1, "{:?}", proxy.stats().faults);
+    assert_eq!(logged(&run, "reading the input while it downloads").len(), 1);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    let errors: Vec<Value> =
+        run.json_logs().into_iter().filter(|l| l["level"] == "ERROR").collect();
+    assert_eq!(errors.len(), 1, "{}", run.stderr);
+    let message = errors[0]["message"].as_str().expect("message");
+    assert!(message.contains("changed while it was being downloaded"), "{message}");
+    assert!(!out.join("manifest.json").exists(), "no manifest");
+}

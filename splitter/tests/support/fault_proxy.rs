@@ -69,6 +69,9 @@ pub enum Fault {
     /// Not a fault, a slow server: forwards the request, reads the response, waits this long,
     /// then relays the response (a slow upload, seen from the client).
     Delay(Duration),
+    /// Forwards the request and relays the response with the last byte of its body inverted
+    /// (same length): an object that changed between two reads, as the client sees it.
+    FlipLastByte,
 }
 
 impl Fault {
@@ -84,6 +87,7 @@ impl Fault {
             Fault::TruncateBody => "TruncateBody",
             Fault::SlowBody(_) => "SlowBody",
             Fault::Delay(_) => "Delay",
+            Fault::FlipLastByte => "FlipLastByte",
         }
     }
 }
@@ -616,6 +620,21 @@ impl<'a> Connection<'a> {
                 })?;
                 self.shared.injected(event, Fault::Delay(pause));
                 self.shared.sleep(pause);
+                self.client_out.write_all(&raw_response)?;
+                self.client_out.write_all(&body)?;
+                self.client_out.flush()?;
+                Ok(false)
+            }
+            Some(Fault::FlipLastByte) => {
+                let mut body = Vec::new();
+                copy_body(up_in, response_body, &mut |b| {
+                    body.extend_from_slice(b);
+                    Ok(())
+                })?;
+                if let Some(last) = body.last_mut() {
+                    *last ^= 0xff;
+                }
+                self.shared.injected(event, Fault::FlipLastByte);
                 self.client_out.write_all(&raw_response)?;
                 self.client_out.write_all(&body)?;
                 self.client_out.flush()?;
