@@ -109,27 +109,6 @@ impl Manifest {
         out.write_all(b"\n")
     }
 
-    /// [`Manifest::write_json`] into memory, in a buffer of exactly its size (counted first): a
-    /// growing buffer would peak at two to three times the manifest's size, which is some 460
-    /// bytes per segment.
-    pub fn to_json(&self) -> Vec<u8> {
-        struct Count(usize);
-        impl std::io::Write for Count {
-            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-                self.0 += buf.len();
-                Ok(buf.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut count = Count(0);
-        let _ = self.write_json(&mut count);
-        let mut out = Vec::with_capacity(count.0);
-        let _ = self.write_json(&mut out);
-        out
-    }
-
     pub fn from_json(data: &[u8]) -> serde_json::Result<Manifest> {
         serde_json::from_slice(data)
     }
@@ -210,7 +189,8 @@ mod tests {
             }],
             excluded_streams: vec![],
         };
-        let json = manifest.to_json();
+        let mut json = Vec::new();
+        manifest.write_json(&mut json).expect("write to memory");
         assert_eq!(Manifest::from_json(&json).expect("parse"), manifest);
         assert_eq!(
             manifest.files(),

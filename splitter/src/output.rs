@@ -244,8 +244,9 @@ impl Sink {
         }
     }
 
-    /// Writes the manifest: the last step, atomically.
-    pub async fn write_manifest(&self, manifest: &Manifest) -> Result<()> {
+    /// Writes the manifest: the last step, atomically (S3: one PUT of a file written in
+    /// `staging`, streamed, so memory does not hold its ~460 bytes per segment).
+    pub async fn write_manifest(&self, manifest: &Manifest, staging: &Path) -> Result<()> {
         match self {
             Sink::Local { root } => {
                 let tmp = root.join(format!(".{}.tmp-{}", manifest::FILE_NAME, std::process::id()));
@@ -264,8 +265,19 @@ impl Sink {
                 })
             }
             Sink::S3 { uploader, .. } => {
-                let data = manifest.to_json();
-                uploader.put_bytes(&self.key(manifest::FILE_NAME), data, "application/json").await
+                let path = staging.join(manifest::FILE_NAME);
+                let write = || -> std::io::Result<FileDigest> {
+                    use std::io::Write;
+                    let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
+                    manifest.write_json(&mut f)?;
+                    f.flush()?;
+                    drop(f);
+                    crate::hash::digest_file(&path)
+                };
+                let digest =
+                    write().kind(Kind::Other, || format!("cannot write {}", path.display()))?;
+                let key = self.key(manifest::FILE_NAME);
+                uploader.put_file(&path, &key, &digest, Some("application/json")).await
             }
         }
     }

@@ -539,6 +539,19 @@ impl Uploader {
             let parts = self.upload_multipart(path, key, digest).await?;
             return Ok(Upload::Uploaded { parts });
         }
+        self.put_file(path, key, digest, None).await?;
+        Ok(Upload::Uploaded { parts: 1 })
+    }
+
+    /// One PUT of a whole file (streamed from disk, under an upload permit), with its
+    /// `x-amz-meta-sha256` and, when given, a content type; no check of what is there.
+    pub async fn put_file(
+        &self,
+        path: &Path,
+        key: &str,
+        digest: &FileDigest,
+        content_type: Option<&str>,
+    ) -> Result<()> {
         let _permit = self.permit().await?;
         let length = i64::try_from(digest.bytes).unwrap_or(i64::MAX);
         with_retries(&format!("PUT {}", self.uri(key)), || async {
@@ -548,13 +561,14 @@ impl Uploader {
                 .key(key)
                 .body(file_body(path, 0, digest.bytes).await?)
                 .content_length(length)
+                .set_content_type(content_type.map(str::to_string))
                 .metadata(SHA256_METADATA, &digest.sha256)
                 .send()
                 .await
         })
         .await
         .map_err(|e| output_error(&e, &self.bucket, key, "uploading"))?;
-        Ok(Upload::Uploaded { parts: 1 })
+        Ok(())
     }
 
     async fn upload_multipart(&self, path: &Path, key: &str, digest: &FileDigest) -> Result<usize> {
@@ -688,24 +702,6 @@ impl Uploader {
     }
 
     /// Stores small in-memory data (the manifest).
-    pub async fn put_bytes(&self, key: &str, data: Vec<u8>, content_type: &str) -> Result<()> {
-        let _permit = self.permit().await?;
-        // Shared, not copied, by each attempt (a manifest is ~460 bytes per segment).
-        let data = bytes::Bytes::from(data);
-        with_retries(&format!("PUT {}", self.uri(key)), || {
-            self.client
-                .put_object()
-                .bucket(&self.bucket)
-                .key(key)
-                .content_type(content_type)
-                .body(ByteStream::from(data.clone()))
-                .send()
-        })
-        .await
-        .map_err(|e| output_error(&e, &self.bucket, key, "writing"))?;
-        Ok(())
-    }
-
     pub async fn delete(&self, key: &str) -> Result<()> {
         let _permit = self.permit().await?;
         with_retries(&format!("DELETE {}", self.uri(key)), || {

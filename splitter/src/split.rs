@@ -497,7 +497,7 @@ async fn publish(out: Output, files: &[OutputFile], manifest: &Manifest) -> Resu
     let skipped = sink.store(files).await?;
     let keep: BTreeSet<String> = manifest.files().iter().map(|f| f.0.to_string()).collect();
     sink.remove_stale(&keep).await?;
-    sink.write_manifest(manifest).await?;
+    sink.write_manifest(manifest, out.work.path()).await?;
     drop(out.work);
     Ok(skipped)
 }
