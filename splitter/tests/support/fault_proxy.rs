@@ -583,11 +583,7 @@ impl<'a> Connection<'a> {
                 Ok(false)
             }
             Some(Fault::TruncateBody) => {
-                let mut body = Vec::new();
-                copy_body(up_in, response_body, &mut |b| {
-                    body.extend_from_slice(b);
-                    Ok(())
-                })?;
+                let body = read_body(up_in, response_body)?;
                 if method == "GET" && !body.is_empty() {
                     self.shared.injected(event, Fault::TruncateBody);
                     self.client_out.write_all(&raw_response)?;
@@ -598,11 +594,7 @@ impl<'a> Connection<'a> {
                 Ok(false)
             }
             Some(Fault::SlowBody(pause)) => {
-                let mut body = Vec::new();
-                copy_body(up_in, response_body, &mut |b| {
-                    body.extend_from_slice(b);
-                    Ok(())
-                })?;
+                let body = read_body(up_in, response_body)?;
                 self.shared.injected(event, Fault::SlowBody(pause));
                 self.client_out.write_all(&raw_response)?;
                 for piece in body.chunks(64 << 10) {
@@ -613,11 +605,7 @@ impl<'a> Connection<'a> {
                 Ok(false)
             }
             Some(Fault::Delay(pause)) => {
-                let mut body = Vec::new();
-                copy_body(up_in, response_body, &mut |b| {
-                    body.extend_from_slice(b);
-                    Ok(())
-                })?;
+                let body = read_body(up_in, response_body)?;
                 self.shared.injected(event, Fault::Delay(pause));
                 self.shared.sleep(pause);
                 self.client_out.write_all(&raw_response)?;
@@ -626,11 +614,7 @@ impl<'a> Connection<'a> {
                 Ok(false)
             }
             Some(Fault::FlipLastByte) => {
-                let mut body = Vec::new();
-                copy_body(up_in, response_body, &mut |b| {
-                    body.extend_from_slice(b);
-                    Ok(())
-                })?;
+                let mut body = read_body(up_in, response_body)?;
                 if let Some(last) = body.last_mut() {
                     *last ^= 0xff;
                 }
@@ -821,6 +805,16 @@ fn read_head(input: &mut BufReader<TcpStream>) -> io::Result<Option<Vec<u8>>> {
 }
 
 /// Passes a message body, verbatim, from `input` to `sink`.
+/// A whole body read into memory (see [`copy_body`]).
+fn read_body(input: &mut BufReader<TcpStream>, framing: Framing) -> io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    copy_body(input, framing, &mut |b| {
+        body.extend_from_slice(b);
+        Ok(())
+    })?;
+    Ok(body)
+}
+
 fn copy_body(
     input: &mut BufReader<TcpStream>,
     framing: Framing,
