@@ -137,6 +137,21 @@ impl Test {
                 ),
                 run: Box::new(move |sh| shipped_ffmpeg(sh, &image_test_args)),
             },
+            Step {
+                name: "image-s3",
+                describe: format!(
+                    "cargo xtask image, then `cargo test -p splitter {}` with the image's own \
+                     splitter (SPLITTER_TEST_BIN: `docker run --network host` of the image) against \
+                     moto and the fault proxy",
+                    IMAGE_S3_SUITES
+                        .map(|s| format!("--test {s}"))
+                        .into_iter()
+                        .chain(HOST_ONLY_TESTS.map(|t| format!("--skip {t}")))
+                        .collect::<Vec<_>>()
+                        .join(" "),
+                ),
+                run: Box::new(shipped_splitter),
+            },
         ]
     }
 
@@ -224,6 +239,53 @@ fn shipped_ffmpeg(sh: &Shell, extra_args: &[String]) -> Result<()> {
         "the splitter fails with the image's ffmpeg (see the failures above): a component is \
          probably missing from splitter/ffmpeg-components.txt",
     )
+}
+
+/// The splitter's S3 suites, run a second time with the image's splitter: retries under
+/// faults, the overlap, the index fetched ahead, as a Batch job runs them.
+const IMAGE_S3_SUITES: [&str; 3] = ["s3", "s3_faults", "s3_streaming"];
+
+/// Tests that give the splitter a shell-script ffmpeg (pacing it); the image has no shell.
+const HOST_ONLY_TESTS: [&str; 2] = [
+    "segments_upload_while_ffmpeg_cuts_unless_sequential",
+    "the_cut_pauses_while_segments_wait_for_slow_uploads",
+];
+
+/// What ships is what is tested, the splitter too: the S3 suites run the image's splitter
+/// through a script that `docker run`s it on the host network (moto and the fault proxy are
+/// on 127.0.0.1), with the tests' scratch tree mounted at the same path, as the host's user,
+/// and the `SPLITTER_*`/`AWS_*` environment passed on.
+fn shipped_splitter(sh: &Shell) -> Result<()> {
+    crate::image::Image::with_base_image(Some(tests_base_image())).run(sh)?;
+    let record = crate::build_record::BuildRecord::load()?;
+    let docker = crate::docker::Docker::detect(sh)?;
+    let dir = crate::xtask_dir().join("image-s3");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let script = dir.join("splitter-in-image");
+    let text = format!(
+        "#!/bin/sh\n\
+         # Written by `cargo xtask test` (step image-s3): the image's splitter, run as the tests\n\
+         # run theirs (see SPLITTER_TEST_BIN in splitter/tests/support).\n\
+         envs=$(env | grep -E '^(SPLITTER_|AWS_)[A-Z0-9_]*=' | grep -v '^SPLITTER_TEST_' | \
+         sed 's/=.*//; s/^/-e /')\n\
+         exec {} run --rm -i --network host -u \"$(id -u):$(id -g)\" \
+         -v \"$SPLITTER_TEST_SCRATCH:$SPLITTER_TEST_SCRATCH\" $envs {} \"$@\"\n",
+        crate::dry_run::shell_quote(&docker.program().to_string_lossy()),
+        record.image_id,
+    );
+    std::fs::write(&script, text).with_context(|| format!("cannot write {}", script.display()))?;
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .with_context(|| format!("cannot make {} executable", script.display()))?;
+    println!("image {}: its splitter runs the S3 suites", record.image_ref());
+    let _bin = sh.push_env("SPLITTER_TEST_BIN", &script);
+    let cargo = cargo();
+    let suites: Vec<String> =
+        IMAGE_S3_SUITES.iter().flat_map(|s| ["--test".to_owned(), (*s).to_owned()]).collect();
+    let skips: Vec<String> =
+        HOST_ONLY_TESTS.iter().flat_map(|t| ["--skip".to_owned(), (*t).to_owned()]).collect();
+    cmd!(sh, "{cargo} test -p splitter {suites...} -- {skips...}")
+        .run()
+        .context("the image's splitter fails the S3 suites (see the failures above)")
 }
 
 fn print_summary(done: &[(&str, Duration)], failed: Option<&str>) {

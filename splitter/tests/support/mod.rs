@@ -194,7 +194,11 @@ impl Run {
 }
 
 pub fn splitter_command() -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_splitter"));
+    // `SPLITTER_TEST_BIN`: another splitter to test, e.g. a script that runs the image's.
+    let program = std::env::var_os("SPLITTER_TEST_BIN")
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_splitter").into());
+    let mut cmd = Command::new(program);
     // Deterministic environment: no inherited settings change a test's meaning.
     for var in [
         "SPLITTER_SEGMENT_SECONDS",
@@ -213,6 +217,8 @@ pub fn splitter_command() -> Command {
         cmd.env_remove(var);
     }
     cmd.env("SPLITTER_WORK_DIR", scratch_root().join("work"));
+    // For a SPLITTER_TEST_BIN that runs the splitter elsewhere: the tree every path is under.
+    cmd.env("SPLITTER_TEST_SCRATCH", scratch_root());
     // The splitter under test may run another ffmpeg build (e.g. the container's minimal
     // one); fixtures and reference decodes always use the host's full ffmpeg.
     for (from, to) in
