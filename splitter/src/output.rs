@@ -111,10 +111,8 @@ impl Sink {
                 let prefix = key.trim_end_matches('/').to_string();
                 // Also proves the bucket exists and is writable before any work is done.
                 uploader.delete(&Location::join_key(&prefix, manifest::FILE_NAME)).await?;
-                let base = if prefix.is_empty() { String::new() } else { format!("{prefix}/") };
-                uploader
-                    .remember_existing(&[format!("{base}segments/"), format!("{base}audio/")])
-                    .await?;
+                let dirs = ["segments/", "audio/"].map(|d| Location::join_key(&prefix, d));
+                uploader.remember_existing(&dirs).await?;
                 Ok(Sink::S3 { uploader, bucket: bucket.clone(), prefix })
             }
         }
@@ -252,11 +250,7 @@ impl Sink {
                 let tmp = root.join(format!(".{}.tmp-{}", manifest::FILE_NAME, std::process::id()));
                 let dest = root.join(manifest::FILE_NAME);
                 let write = || -> std::io::Result<()> {
-                    use std::io::Write;
-                    let mut f = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-                    manifest.write_json(&mut f)?;
-                    f.flush()?;
-                    f.get_ref().sync_all()?;
+                    write_manifest_file(manifest, &tmp)?.sync_all()?;
                     std::fs::rename(&tmp, &dest)
                 };
                 write().map_err(|e| {
@@ -267,11 +261,7 @@ impl Sink {
             Sink::S3 { uploader, .. } => {
                 let path = staging.join(manifest::FILE_NAME);
                 let write = || -> std::io::Result<FileDigest> {
-                    use std::io::Write;
-                    let mut f = std::io::BufWriter::new(std::fs::File::create(&path)?);
-                    manifest.write_json(&mut f)?;
-                    f.flush()?;
-                    drop(f);
+                    drop(write_manifest_file(manifest, &path)?);
                     crate::hash::digest_file(&path)
                 };
                 let digest =
@@ -281,6 +271,13 @@ impl Sink {
             }
         }
     }
+}
+
+/// `manifest` written to a new file at `path` (buffered, flushed); the file, for a sync.
+fn write_manifest_file(manifest: &Manifest, path: &Path) -> std::io::Result<std::fs::File> {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+    manifest.write_json(&mut out)?;
+    out.into_inner().map_err(std::io::IntoInnerError::into_error)
 }
 
 #[cfg(test)]

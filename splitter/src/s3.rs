@@ -10,10 +10,12 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::config::http::HttpResponse;
 use aws_sdk_s3::config::retry::RetryConfig;
 use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{Region, RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::operation::get_object::{GetObjectError, GetObjectOutput};
 use aws_sdk_s3::primitives::{ByteStream, Length};
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use tokio::io::AsyncWriteExt;
@@ -331,11 +333,11 @@ pub async fn tail(
         return Ok(None);
     }
     let range = format!("bytes={from}-{}", size - 1);
-    let limits = Limits::get();
-    let mut attempt = 1;
-    loop {
-        let request = format!("GET {uri} ({range})");
-        let out = with_retries(&request, || {
+    let data = get_whole(
+        &format!("GET {uri} ({range})"),
+        &format!("the end of {uri}"),
+        Kind::InputUnreadable,
+        || {
             client
                 .get_object()
                 .bucket(bucket)
@@ -343,59 +345,73 @@ pub async fn tail(
                 .range(&range)
                 .set_if_match(head.e_tag().map(str::to_string))
                 .send()
-        })
-        .await
-        .map_err(|failed| read_error(&failed, bucket, &uri))?;
+        },
+        |failed| Some(read_error(failed, bucket, &uri)),
+    )
+    .await?;
+    match data {
+        Some(data) if data.len() as u64 == size - from => Ok(Some(data)),
+        Some(data) => Err(fail(
+            Kind::InputUnreadable,
+            format!("reading the end of {uri}: {} bytes instead of {}", data.len(), size - from),
+        )),
+        None => Err(fail(Kind::InputUnreadable, format!("{uri} does not exist"))),
+    }
+}
+
+/// Sends a GET (`send`, retried by [`with_retries`]) and reads its whole body, sending it again
+/// while the body breaks off or stalls, up to the attempt limit. A failed send is `on_error`'s
+/// error, or `Ok(None)` when that gives none (a missing object that is not an error); a body
+/// that never arrives is one line of `kind` naming `what`.
+async fn get_whole<F, Fut>(
+    request: &str,
+    what: &str,
+    kind: Kind,
+    send: F,
+    on_error: impl Fn(&Failed<GetObjectError, HttpResponse>) -> Option<anyhow::Error>,
+) -> Result<Option<Vec<u8>>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<
+            Output = Result<GetObjectOutput, SdkError<GetObjectError, HttpResponse>>,
+        >,
+{
+    let limits = Limits::get();
+    let mut attempt = 1;
+    loop {
+        let out = match with_retries(request, &send).await {
+            Ok(out) => out,
+            Err(failed) => return on_error(&failed).map_or(Ok(None), Err),
+        };
         let reason = match tokio::time::timeout(limits.read_timeout, out.body.collect()).await {
-            Ok(Ok(data)) => {
-                let data = data.into_bytes().to_vec();
-                if data.len() as u64 == size - from {
-                    return Ok(Some(data));
-                }
-                format!("{} bytes instead of {}", data.len(), size - from)
-            }
+            Ok(Ok(data)) => return Ok(Some(data.into_bytes().to_vec())),
             Ok(Err(e)) => e.to_string(),
             Err(_) => "stalled".to_string(),
         };
         if attempt >= limits.max_attempts {
             return Err(fail(
-                Kind::InputUnreadable,
-                format!("reading the end of {uri} failed (after {attempt} attempts): {reason}"),
+                kind,
+                format!("reading {what} failed (after {attempt} attempts): {reason}"),
             ));
         }
-        retry::next_attempt(&request, &mut attempt, &reason).await;
+        retry::next_attempt(request, &mut attempt, &reason).await;
     }
 }
 
 /// Reads a small object into memory (the manifest). `Ok(None)` when it does not exist.
 pub async fn get_small(client: &Client, bucket: &str, key: &str) -> Result<Option<Vec<u8>>> {
     let uri = format!("s3://{bucket}/{key}");
-    let limits = Limits::get();
-    let mut attempt = 1;
-    loop {
-        let out = match with_retries(&format!("GET {uri}"), || {
-            client.get_object().bucket(bucket).key(key).send()
-        })
-        .await
-        {
-            Ok(out) => out,
-            Err(failed) if classify(&failed.error) == ErrorClass::NoSuchKey => return Ok(None),
-            Err(failed) => return Err(output_error(&failed, bucket, key, "reading")),
-        };
-        match tokio::time::timeout(limits.read_timeout, out.body.collect()).await {
-            Ok(Ok(data)) => return Ok(Some(data.into_bytes().to_vec())),
-            Ok(Err(e)) if attempt >= limits.max_attempts => {
-                return Err(fail(Kind::Other, format!("reading {uri} failed: {e}")));
-            }
-            Err(_) if attempt >= limits.max_attempts => {
-                return Err(fail(Kind::Other, format!("reading {uri} stalled")));
-            }
-            Ok(Err(e)) => {
-                retry::next_attempt(&format!("GET {uri}"), &mut attempt, &e.to_string()).await
-            }
-            Err(_) => retry::next_attempt(&format!("GET {uri}"), &mut attempt, "stalled").await,
-        }
-    }
+    get_whole(
+        &format!("GET {uri}"),
+        &uri,
+        Kind::Other,
+        || client.get_object().bucket(bucket).key(key).send(),
+        |failed| match classify(&failed.error) {
+            ErrorClass::NoSuchKey => None,
+            _ => Some(output_error(failed, bucket, key, "reading")),
+        },
+    )
+    .await
 }
 
 /// Maps an error on the output side: missing bucket and access denied are
@@ -701,7 +717,6 @@ impl Uploader {
         join_all(tasks).await.into_iter().collect()
     }
 
-    /// Stores small in-memory data (the manifest).
     pub async fn delete(&self, key: &str) -> Result<()> {
         let _permit = self.permit().await?;
         with_retries(&format!("DELETE {}", self.uri(key)), || {

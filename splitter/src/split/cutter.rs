@@ -3,7 +3,7 @@
 //! planned path (the plan module picks the cuts, lead-ins where needed).
 
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
@@ -209,7 +209,7 @@ impl Cutter<'_> {
         let expected =
             self.info.duration_seconds.map(|d| (d / self.segment_seconds).ceil().max(1.0) as usize);
         let mut pieces: Vec<Piece> = Vec::new();
-        let mut files: BTreeMap<usize, PathBuf> = BTreeMap::new();
+        let mut written: BTreeSet<usize> = BTreeSet::new();
         let outcome = pass
             .run(self.tools, |piece| {
                 tracing::info!(
@@ -218,7 +218,7 @@ impl Cutter<'_> {
                     "segment written"
                 );
                 self.segments.closed(piece.index, piece.path.clone());
-                files.insert(piece.index, piece.path.clone());
+                written.insert(piece.index);
                 pieces.push(piece);
             })
             .await?;
@@ -229,7 +229,7 @@ impl Cutter<'_> {
                 .map_err(|e| e.to_string())
         });
         match checked {
-            Ok(plan) if !plan.has_lead_in_packets() && files.len() == plan.segments.len() => {
+            Ok(plan) if !plan.has_lead_in_packets() && written.len() == plan.segments.len() => {
                 return Ok(FastPath::Done(CutSegments {
                     plan,
                     time_base: packets.time_base,
@@ -274,14 +274,14 @@ impl Cutter<'_> {
         let mut pass = self.pass(&dir)?;
         pass.video = Some((VideoCuts::Planned(layout.clone()), self.container));
         let total = plan.segments.len();
-        let mut files: BTreeMap<usize, PathBuf> = BTreeMap::new();
+        let mut written: BTreeSet<usize> = BTreeSet::new();
         let mut unexpected = Vec::new();
         pass.run(self.tools, |piece| {
             match layout.muxers.get(piece.muxer).and_then(|m| m.pieces.get(piece.index)) {
                 Some(Some(segment)) => {
-                    tracing::info!(segment, progress = %format!("{}/{total}", files.len() + 1), "segment written");
-                    self.segments.closed(*segment, piece.path.clone());
-                    files.insert(*segment, piece.path);
+                    tracing::info!(segment, progress = %format!("{}/{total}", written.len() + 1), "segment written");
+                    self.segments.closed(*segment, piece.path);
+                    written.insert(*segment);
                 }
                 Some(None) => {
                     // Overlap bookkeeping: this piece belongs to no segment.
@@ -291,10 +291,10 @@ impl Cutter<'_> {
             }
         })
         .await?;
-        if !unexpected.is_empty() || files.len() != total {
+        if !unexpected.is_empty() || written.len() != total {
             return Err(anyhow::anyhow!(
                 "ffmpeg did not cut where planned: {} of {total} segments, {} unexpected pieces",
-                files.len(),
+                written.len(),
                 unexpected.len()
             ));
         }
