@@ -3,6 +3,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use splitter::error::{self, Kind};
+use splitter::join::{self, JoinOptions};
 use splitter::logging::{self, LogFormat};
 use splitter::s3;
 use splitter::split::{self, SplitOptions};
@@ -42,6 +43,9 @@ enum Cmd {
     Split(SplitArgs),
     /// Re-check OUTPUT against its manifest: files, sizes, sha256, keyframes, frame counts.
     Verify(VerifyArgs),
+    /// Put processed segments and the split's audio back together (stream copy) into
+    /// OUTPUT_FILE, every frame at the source's timestamp.
+    Join(JoinArgs),
 }
 
 #[derive(Debug, Args)]
@@ -74,6 +78,27 @@ struct SplitArgs {
 }
 
 #[derive(Debug, Args)]
+struct JoinArgs {
+    /// The split's output (a directory or s3://bucket/prefix): its manifest.json, segments and
+    /// audio files.
+    split_output: String,
+    /// The workers' results (a directory or s3://bucket/prefix): one video per segment, named
+    /// like it (`000003.*`), holding exactly the frames the segment owns.
+    processed: String,
+    /// The file to write (a path or s3://bucket/key): `.mp4` (fast start) or `.mkv`; MP4
+    /// when there is no extension.
+    output_file: String,
+    /// Concurrent S3 requests when uploading.
+    #[arg(long, env = "SPLITTER_UPLOAD_CONCURRENCY", default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    upload_concurrency: u16,
+    /// Multipart part size for S3 uploads, in MiB.
+    #[arg(long, env = "SPLITTER_PART_SIZE_MIB", default_value_t = 16, value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(5..=5120))]
+    part_size_mib: u64,
+}
+
+#[derive(Debug, Args)]
 struct VerifyArgs {
     /// Output to check: a directory or s3://bucket/prefix.
     output: String,
@@ -99,6 +124,19 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 ffprobe: cli.ffprobe,
             };
             split::split(&opts).await.map(|_| ())
+        }
+        Cmd::Join(args) => {
+            let opts = JoinOptions {
+                split_output: args.split_output,
+                processed: args.processed,
+                output: args.output_file,
+                work_dir,
+                upload_concurrency: usize::from(args.upload_concurrency),
+                part_size: args.part_size_mib << 20,
+                ffmpeg: cli.ffmpeg,
+                ffprobe: cli.ffprobe,
+            };
+            join::join(&opts).await.map(|_| ())
         }
         Cmd::Verify(args) => {
             let opts = VerifyOptions {

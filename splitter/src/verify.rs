@@ -14,14 +14,14 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::cut::idr_unit_types;
 use crate::error::{Kind, fail};
-use crate::hash::{self, FileDigest};
+use crate::hash::FileDigest;
 use crate::listing::{self, BATCH_FILES, BatchFill, CONCURRENT_BATCHES, Recipe};
 use crate::location::Location;
 use crate::manifest::{self, Manifest, SegmentEntry};
 use crate::output::WorkDir;
 use crate::packets;
 use crate::plan::{self, KeyframeFacts};
-use crate::s3;
+use crate::store::Store;
 use crate::task::Task;
 use crate::tools::Tools;
 
@@ -169,60 +169,6 @@ async fn audio_codec(tools: &Tools, file: &Path) -> Result<Option<String>> {
         .and_then(|s| s.get("codec_name"))
         .and_then(Value::as_str)
         .map(str::to_string))
-}
-
-#[derive(Debug)]
-enum Store {
-    Local(PathBuf),
-    S3 { client: aws_sdk_s3::Client, bucket: String, prefix: String },
-}
-
-impl Store {
-    async fn manifest(&self) -> Result<Option<Vec<u8>>> {
-        match self {
-            Store::Local(root) => match std::fs::read(root.join(manifest::FILE_NAME)) {
-                Ok(data) => Ok(Some(data)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(fail(
-                    Kind::InputUnreadable,
-                    format!("cannot read {}: {e}", root.join(manifest::FILE_NAME).display()),
-                )),
-            },
-            Store::S3 { client, bucket, prefix } => {
-                let key = Location::join_key(prefix, manifest::FILE_NAME);
-                s3::get_small(client, bucket, &key).await
-            }
-        }
-    }
-
-    /// A local copy of a listed file (S3: downloaded to `work/name`) and its digest; `Ok(None)`
-    /// when it is missing.
-    async fn fetch(
-        &self,
-        relative: &str,
-        name: &str,
-        work: &Path,
-    ) -> Result<Option<(PathBuf, FileDigest)>> {
-        match self {
-            Store::Local(root) => {
-                let path = root.join(relative);
-                if !path.is_file() {
-                    return Ok(None);
-                }
-                let p = path.clone();
-                let digest = tokio::task::spawn_blocking(move || hash::digest_file(&p))
-                    .await
-                    .context("hashing task failed")??;
-                Ok(Some((path, digest)))
-            }
-            Store::S3 { client, bucket, prefix } => {
-                let key = Location::join_key(prefix, relative);
-                let dest = work.join(name);
-                let digest = s3::download_if_exists(client, bucket, &key, &dest).await?;
-                Ok(digest.map(|d| (dest, d)))
-            }
-        }
-    }
 }
 
 /// What a file of the manifest is checked as, besides its size and digest.
@@ -520,14 +466,7 @@ pub async fn verify(opts: &VerifyOptions) -> Result<Report> {
     let output =
         Location::parse(&opts.output).map_err(|e| fail(Kind::Usage, format!("bad OUTPUT: {e}")))?;
     let tools = Tools::locate(opts.ffmpeg.clone(), opts.ffprobe.clone()).await?;
-    let store = match &output {
-        Location::Local(root) => Store::Local(root.clone()),
-        Location::S3 { bucket, key } => Store::S3 {
-            client: s3::client().await,
-            bucket: bucket.clone(),
-            prefix: key.trim_end_matches('/').to_string(),
-        },
-    };
+    let store = Store::at(&output).await;
     let mut report = Report::default();
     let Some(data) = store.manifest().await? else {
         report.problems.push(format!(
