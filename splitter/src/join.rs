@@ -35,8 +35,6 @@ use crate::store::Store;
 use crate::tools::{self, Tools};
 pub use checks::{Facts, check_segment, match_segments};
 
-/// Manifest schemas `join` reads.
-const SCHEMAS: [u32; 2] = [1, 2];
 /// Processed files probed (or split segments fetched) at once.
 const CONCURRENCY: usize = 4;
 
@@ -190,14 +188,14 @@ async fn read_manifest(split: &Store) -> Result<Manifest> {
     let value: Value = serde_json::from_slice(&data)
         .map_err(|e| fail(Kind::NotAVideo, format!("{path} is not JSON: {e}")))?;
     let schema = value.get("schema_version").and_then(Value::as_u64);
-    if !schema.is_some_and(|s| SCHEMAS.iter().any(|&k| u64::from(k) == s)) {
+    if schema != Some(u64::from(manifest::SCHEMA_VERSION)) {
         let found = schema.map_or_else(|| "none".to_string(), |s| s.to_string());
         return Err(fail(
             Kind::NotAVideo,
             format!(
-                "{path} has schema_version {found}; this splitter joins schema {:?} (use the \
-                 splitter release that wrote it)",
-                SCHEMAS
+                "{path} has schema_version {found}; this splitter joins schema {} (join with \
+                 the splitter release that wrote it, or split again)",
+                manifest::SCHEMA_VERSION
             ),
         ));
     }
