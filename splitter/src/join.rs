@@ -142,15 +142,20 @@ pub async fn join(opts: &JoinOptions) -> Result<Joined> {
     // 4. One video, every sample at its source time.
     let video = work.path().join("video.mov");
     concatenate(&tools, &inputs, &facts.codec, &video, work.path()).await?;
+    if matches!(processed, Store::S3 { .. }) {
+        // Downloads: the concatenated video holds their packets now.
+        inputs.iter().for_each(|path| drop(std::fs::remove_file(path)));
+    }
     let last = manifest.segments.last().context("the manifest lists no segment")?;
     let end = last.end_pts.checked_mul(num).context("end time overflows")?;
-    retime_file(&video, &owned, end, den, manifest.source.video.rotation)?;
+    let samples = retime_file(&video, &owned, end, den, manifest.source.video.rotation)?;
+    tracing::info!(samples, "video concatenated, every frame at the source's timestamp");
 
     // 5. With the audio, into a temporary file published last.
     let mut audio = Vec::new();
     for entry in &manifest.audio {
         let name = format!("audio-{}", entry.stream_index);
-        let (path, _) = split.fetch(&entry.path, &name, work.path()).await?.ok_or_else(|| {
+        let path = split.locate(&entry.path, &name, work.path()).await?.ok_or_else(|| {
             fail(
                 Kind::InputUnreadable,
                 format!(
@@ -232,13 +237,12 @@ async fn check_processed(
                 .iter()
                 .map(|name| async move {
                     let local = format!("processed-{name}");
-                    let (path, _) =
-                        processed.fetch(name, &local, work).await?.ok_or_else(|| {
-                            fail(
-                                Kind::InputUnreadable,
-                                format!("{} disappeared", processed.describe(name)),
-                            )
-                        })?;
+                    let path = processed.locate(name, &local, work).await?.ok_or_else(|| {
+                        fail(
+                            Kind::InputUnreadable,
+                            format!("{} disappeared", processed.describe(name)),
+                        )
+                    })?;
                     let facts = probe(tools, &path).await;
                     anyhow::Ok((path, facts))
                 })
@@ -322,8 +326,8 @@ async fn source_times(
                     let mut paths = Vec::new();
                     for segment in part {
                         let name = format!("split-{}", segment.index);
-                        let (path, _) =
-                            split.fetch(&segment.path, &name, work).await?.ok_or_else(|| {
+                        let path =
+                            split.locate(&segment.path, &name, work).await?.ok_or_else(|| {
                                 fail(
                                     Kind::InputUnreadable,
                                     format!(
@@ -461,7 +465,13 @@ async fn concatenate(
 
 /// Gives the concatenated file's samples the source's times: its `moov` (the last box, after
 /// `mdat`) is replaced by one with new tables.
-fn retime_file(video: &Path, owned: &[Vec<i64>], end: i64, den: u32, rotation: i32) -> Result<()> {
+fn retime_file(
+    video: &Path,
+    owned: &[Vec<i64>],
+    end: i64,
+    den: u32,
+    rotation: i32,
+) -> Result<usize> {
     let mut file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -480,7 +490,7 @@ fn retime_file(video: &Path, owned: &[Vec<i64>], end: i64, den: u32, rotation: i
     file.seek(SeekFrom::Start(at))?;
     file.write_all(&new)?;
     file.sync_all()?;
-    Ok(())
+    Ok(worker_pts.len())
 }
 
 /// The `moov` box's position, header size and size; it must be the file's last box.

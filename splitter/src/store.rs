@@ -76,6 +76,18 @@ impl Store {
         }
     }
 
+    /// A local copy of a listed file without hashing it (S3: downloaded to `work/name`);
+    /// `Ok(None)` when it is missing.
+    pub async fn locate(&self, relative: &str, name: &str, work: &Path) -> Result<Option<PathBuf>> {
+        match self {
+            Store::Local(root) => {
+                let path = root.join(relative);
+                Ok(path.is_file().then_some(path))
+            }
+            Store::S3 { .. } => Ok(self.fetch(relative, name, work).await?.map(|(path, _)| path)),
+        }
+    }
+
     /// Names of the files directly under `dir` (relative to the store's root), sorted.
     pub async fn list(&self, dir: &str) -> Result<Vec<String>> {
         let mut names = match self {

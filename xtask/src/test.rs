@@ -138,12 +138,12 @@ impl Test {
                 run: Box::new(move |sh| shipped_ffmpeg(sh, &image_test_args)),
             },
             Step {
-                name: "image-s3",
+                name: "image-splitter",
                 describe: format!(
                     "cargo xtask image, then `cargo test -p splitter {}` with the image's own \
                      splitter (SPLITTER_TEST_BIN: `docker run --network host` of the image) against \
                      moto and the fault proxy",
-                    IMAGE_S3_SUITES
+                    IMAGE_SPLITTER_SUITES
                         .map(|s| format!("--test {s}"))
                         .into_iter()
                         .chain(HOST_ONLY_TESTS.map(|t| format!("--skip {t}")))
@@ -206,8 +206,8 @@ fn tests_base_image() -> String {
 /// The splitter's suites that exercise ffmpeg: every container and codec, bad inputs, the
 /// command line, S3, an S3 input read on ffmpeg's stdin while it downloads, and many segments
 /// listed by one ffmpeg run.
-const SHIPPED_FFMPEG_SUITES: [&str; 7] =
-    ["kinds", "bad_inputs", "cli", "mp4_index", "s3", "s3_streaming", "scale"];
+const SHIPPED_FFMPEG_SUITES: [&str; 8] =
+    ["kinds", "bad_inputs", "cli", "mp4_index", "s3", "s3_streaming", "scale", "join"];
 
 /// What ships is what is tested: builds the image, takes its ffmpeg and ffprobe out (static
 /// binaries, they run on the host) and runs the splitter's ffmpeg-facing suites against them.
@@ -241,9 +241,10 @@ fn shipped_ffmpeg(sh: &Shell, extra_args: &[String]) -> Result<()> {
     )
 }
 
-/// The splitter's S3 suites, run a second time with the image's splitter: retries under
-/// faults, the overlap, the index fetched ahead, as a Batch job runs them.
-const IMAGE_S3_SUITES: [&str; 3] = ["s3", "s3_faults", "s3_streaming"];
+/// The splitter's S3 suites and `join`'s, run a second time with the image's splitter:
+/// retries under faults, the overlap, the index fetched ahead, a join, as a Batch job runs
+/// them.
+const IMAGE_SPLITTER_SUITES: [&str; 4] = ["s3", "s3_faults", "s3_streaming", "join"];
 
 /// Tests that give the splitter a shell-script ffmpeg (pacing it); the image has no shell.
 const HOST_ONLY_TESTS: [&str; 2] = [
@@ -259,12 +260,12 @@ fn shipped_splitter(sh: &Shell) -> Result<()> {
     crate::image::Image::with_base_image(Some(tests_base_image())).run(sh)?;
     let record = crate::build_record::BuildRecord::load()?;
     let docker = crate::docker::Docker::detect(sh)?;
-    let dir = crate::xtask_dir().join("image-s3");
+    let dir = crate::xtask_dir().join("image-splitter");
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let script = dir.join("splitter-in-image");
     let text = format!(
         "#!/bin/sh\n\
-         # Written by `cargo xtask test` (step image-s3): the image's splitter, run as the tests\n\
+         # Written by `cargo xtask test` (step image-splitter): the image's splitter, run as the tests\n\
          # run theirs (see SPLITTER_TEST_BIN in splitter/tests/support).\n\
          envs=$(env | grep -E '^(SPLITTER_|AWS_)[A-Z0-9_]*=' | grep -v '^SPLITTER_TEST_' | \
          sed 's/=.*//; s/^/-e /')\n\
@@ -280,7 +281,7 @@ fn shipped_splitter(sh: &Shell) -> Result<()> {
     let _bin = sh.push_env("SPLITTER_TEST_BIN", &script);
     let cargo = cargo();
     let suites: Vec<String> =
-        IMAGE_S3_SUITES.iter().flat_map(|s| ["--test".to_owned(), (*s).to_owned()]).collect();
+        IMAGE_SPLITTER_SUITES.iter().flat_map(|s| ["--test".to_owned(), (*s).to_owned()]).collect();
     let skips: Vec<String> =
         HOST_ONLY_TESTS.iter().flat_map(|t| ["--skip".to_owned(), (*t).to_owned()]).collect();
     cmd!(sh, "{cargo} test -p splitter {suites...} -- {skips...}")
