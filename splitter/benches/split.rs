@@ -1,7 +1,7 @@
-//! `cargo bench -p splitter --bench split [-- --case local|s3|s3-link|many|all] [--runs N]
-//! [--segments N] [--link-mb-per-s N]`
+//! `cargo bench -p splitter --bench split [-- --case local|s3|s3-link|many|context|all]
+//! [--runs N] [--segments N] [--link-mb-per-s N] [--segment-seconds S]`
 //!
-//! Four cases, each printing a markdown table (see `README.md` beside this file):
+//! Five cases, each printing a markdown table (see `README.md` beside this file):
 //!
 //! - `local` (the default): a ≥ 500 MB, 2-minute 1080p H.264 + AAC MP4 (generated once, cached
 //!   under `target/splitter-bench/`) cut by the bare recipe
@@ -17,6 +17,8 @@
 //! - `many`: a 320x180 H.264 + AAC video of `--segments N` seconds (default 3600) cut into 1 s
 //!   segments, locally and on moto, plus `splitter verify` of each output: memory should stay
 //!   flat in the number of segments.
+//! - `context`: the `local` case's input split with `--context-frames` 0, 8 and 25
+//!   (`--segment-seconds S`, default 10): total segment bytes and the overhead of the context.
 //!
 //! `--runs N`: alternating runs of each row (default 5 for `local`, 3 for the others).
 //! `SPLITTER_FFMPEG`/`SPLITTER_FFPROBE` pick the ffmpeg build for the splitter and the bare
@@ -46,6 +48,7 @@ enum Case {
     S3,
     S3Link,
     Many,
+    Context,
     All,
 }
 
@@ -56,6 +59,8 @@ struct Options {
     segments: u64,
     /// `s3-link`: the link's rate each way, MB/s.
     link_mb_per_s: u64,
+    /// `context`: the segment length.
+    segment_seconds: String,
 }
 
 impl Options {
@@ -70,8 +75,9 @@ impl Options {
             "s3" => Case::S3,
             "s3-link" => Case::S3Link,
             "many" => Case::Many,
+            "context" => Case::Context,
             "all" => Case::All,
-            other => panic!("--case {other}: expected local, s3, s3-link, many or all"),
+            other => panic!("--case {other}: expected local, s3, s3-link, many, context or all"),
         };
         let number = |name: &str| {
             value(name).map(|n| {
@@ -83,6 +89,7 @@ impl Options {
             runs: number("--runs").map(|n| n.max(1) as usize),
             segments: number("--segments").unwrap_or(3600).max(1),
             link_mb_per_s: number("--link-mb-per-s").unwrap_or(40).max(1),
+            segment_seconds: value("--segment-seconds").unwrap_or("10").to_string(),
         }
     }
 
@@ -104,6 +111,9 @@ fn main() {
     }
     if matches!(opts.case, Case::Many | Case::All) {
         case_many(opts.runs(3), opts.segments);
+    }
+    if matches!(opts.case, Case::Context | Case::All) {
+        case_context(&opts.segment_seconds);
     }
 }
 
@@ -1070,5 +1080,81 @@ fn case_many(runs: usize, segments: u64) {
         verdict(s3_verify_vs_split <= 1.0),
         mib(rss),
         verdict(rss.is_some_and(|k| k <= 64 * 1024)),
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// Case `context`: what `--context-frames` costs in bytes
+
+fn case_context(segment_seconds: &str) {
+    const CONTEXTS: [u64; 3] = [0, 8, 25];
+    let input = big_file();
+    let load = load_average();
+    warm_page_cache(&input);
+    let mut rows = Vec::new();
+    let mut base_bytes = None;
+    for n in CONTEXTS {
+        let (work, out) = (fresh_dir("context-work"), target_dir().join("context-out"));
+        let _ = std::fs::remove_dir_all(&out);
+        let n_text = n.to_string();
+        let split = [
+            "split",
+            path_str(&input),
+            path_str(&out),
+            "--segment-seconds",
+            segment_seconds,
+            "--context-frames",
+            &n_text,
+        ];
+        let sample = measure(&Run::splitter(&split, &work, &[]));
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest"))
+                .expect("manifest json");
+        let segments = manifest["segments"].as_array().expect("segments");
+        let sum = |key: &str| segments.iter().filter_map(|s| s[key].as_u64()).sum::<u64>();
+        let (bytes, frames) = (sum("bytes"), sum("frames"));
+        let base = *base_bytes.get_or_insert(bytes);
+        let count = segments.len().max(1) as f64;
+        rows.push(vec![
+            n_text,
+            segments.len().to_string(),
+            format!("{bytes}"),
+            format!("{:+.1} %", (bytes as f64 / base as f64 - 1.0) * 100.0),
+            format!("{:.1}", sum("lead_in_frames") as f64 / count),
+            format!("{:.1}", sum("trailing_frames") as f64 / count),
+            format!(
+                "{:+.1} %",
+                (sum("lead_in_frames") + sum("trailing_frames")) as f64 / frames.max(1) as f64
+                    * 100.0
+            ),
+            seconds(Some(sample.wall)),
+        ]);
+        eprintln!("--context-frames {n}: {bytes} bytes, {:.2} s", sample.wall);
+        let _ = std::fs::remove_dir_all(&out);
+    }
+    let _ = std::fs::remove_dir_all(target_dir().join("context-work"));
+
+    println!();
+    println!("## context: --context-frames, {segment_seconds} s segments");
+    println!();
+    println!(
+        "input: {} ({:.1} MB, 1080p H.264 GOP 50 + AAC, {BIG_SECONDS} s)",
+        input.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
+        file_size(&input) as f64 / 1e6
+    );
+    println!("ffmpeg: {}", ffmpeg_version());
+    println!("one run each; load average before: {load}, after: {}", load_average());
+    print_table(
+        &[
+            "context frames",
+            "segments",
+            "segment bytes",
+            "bytes overhead",
+            "mean lead_in_frames",
+            "mean trailing_frames",
+            "frames overhead",
+            "wall",
+        ],
+        &rows,
     );
 }

@@ -130,15 +130,32 @@ pub fn idr_unit_types(codec: &str) -> Option<&'static str> {
     }
 }
 
-const MUXER_NAMES: [&str; 2] = ["a", "b"];
+/// The file name prefix of segment muxer `i`'s pieces: `a`, `b`, … `z`, `ba`, `bb`, … (the
+/// number in base 26, letters for digits), then the piece number.
+fn muxer_name(mut i: usize) -> String {
+    let mut letters = Vec::new();
+    loop {
+        letters.push(b'a' + (i % 26) as u8);
+        i /= 26;
+        if i == 0 {
+            break;
+        }
+    }
+    letters.reverse();
+    String::from_utf8(letters).unwrap_or_default()
+}
 
 fn piece_from_list_line(line: &str, dir: &Path) -> Option<Piece> {
     // csv: name,start,end (the name is the basename; ours never need quoting)
     let mut fields = line.trim().split(',');
     let name = fields.next()?;
     let start_seconds: f64 = fields.next()?.trim().parse().ok()?;
-    let muxer = MUXER_NAMES.iter().position(|m| name.starts_with(m))?;
-    let digits: String = name[1..].chars().take_while(char::is_ascii_digit).collect();
+    let letters = name.bytes().take_while(u8::is_ascii_lowercase).count();
+    if letters == 0 || letters > 8 {
+        return None;
+    }
+    let muxer = name.bytes().take(letters).fold(0usize, |n, b| n * 26 + usize::from(b - b'a'));
+    let digits: String = name[letters..].chars().take_while(char::is_ascii_digit).collect();
     let index = digits.parse().ok()?;
     Some(Piece { muxer, index, path: dir.join(name), start_seconds })
 }
@@ -214,7 +231,7 @@ impl CutPass {
                     "csv".into(),
                 ]);
                 a.extend(v.into_iter().map(OsString::from));
-                let pattern = format!("{}%06d.{}", MUXER_NAMES[i], container.extension);
+                let pattern = format!("{}%06d.{}", muxer_name(i), container.extension);
                 a.push(self.pieces_dir.join(pattern).into_os_string());
             }
         }
@@ -339,6 +356,19 @@ mod tests {
         assert_eq!(piece.path, Path::new("/w/b000012.mp4"));
         assert!((piece.start_seconds - 20.48).abs() < 1e-9);
         assert_eq!(piece_from_list_line("garbage", dir), None);
+    }
+
+    #[test]
+    fn any_number_of_muxers_have_distinct_names() {
+        let dir = Path::new("/w");
+        let names: Vec<String> = (0..800).map(muxer_name).collect();
+        assert_eq!((names[0].as_str(), names[1].as_str(), names[25].as_str()), ("a", "b", "z"));
+        assert_eq!((names[26].as_str(), names[27].as_str()), ("ba", "bb"));
+        for (i, name) in names.iter().enumerate() {
+            let line = format!("{name}000042.mp4,1.5,2.5");
+            let piece = piece_from_list_line(&line, dir).expect("piece");
+            assert_eq!((piece.muxer, piece.index), (i, 42), "{name}");
+        }
     }
 
     #[test]

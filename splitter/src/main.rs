@@ -58,6 +58,10 @@ struct SplitArgs {
     /// each multiple of it.
     #[arg(long, env = "SPLITTER_SEGMENT_SECONDS", default_value_t = 10.0, value_name = "N")]
     segment_seconds: f64,
+    /// Frames of context each segment file also carries before and after its own frames
+    /// (whole GOPs, counted in lead_in_frames/trailing_frames; fewer at the video's ends).
+    #[arg(long, env = "SPLITTER_CONTEXT_FRAMES", default_value_t = 0, value_name = "N")]
+    context_frames: u64,
     /// Concurrent S3 requests when uploading.
     #[arg(long, env = "SPLITTER_UPLOAD_CONCURRENCY", default_value_t = 4, value_name = "N",
           value_parser = clap::value_parser!(u16).range(1..=64))]
@@ -115,6 +119,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 input: args.input,
                 output: args.output,
                 segment_seconds: args.segment_seconds,
+                context_frames: args.context_frames,
                 work_dir,
                 upload_concurrency: usize::from(args.upload_concurrency),
                 part_size: args.part_size_mib << 20,

@@ -14,6 +14,11 @@
 //!   outputs them: they are counted in `lead_in_frames` (or `trailing_frames`).
 //! * A segment that starts at a keyframe with leading pictures that is not clean gets a lead-in:
 //!   its file also holds the previous GOP, whose frames a worker drops (`lead_in_frames`).
+//! * With *context frames* N (for processing that looks at neighbouring frames), a segment's
+//!   file also holds whole GOPs before and after the ones it owns, as few as give a standalone
+//!   decode at least N of the source's frames before and after the owned ones (fewer only at
+//!   the ends of the video). They are counted in `lead_in_frames` and `trailing_frames`;
+//!   ownership does not depend on N.
 //!
 //! Memory is O(GOPs), not O(packets): packets are folded into [`Gop`] summaries as they are
 //! read, so a very long input plans in a few megabytes.
@@ -117,7 +122,9 @@ pub struct Segment {
     /// GOPs this segment owns: `first_gop..end_gop`.
     pub first_gop: usize,
     pub end_gop: usize,
-    /// GOP decoded before the owned ones, whose frames the worker drops.
+    /// First GOP of the file when it starts before the owned ones (a lead-in for an unclean
+    /// keyframe, or context frames): GOPs `lead_in_gop..first_gop` are decoded and their
+    /// frames dropped by the worker.
     pub lead_in_gop: Option<usize>,
     /// Packets written to the segment file (decode order): `first_packet..end_packet`.
     pub first_packet: u64,
@@ -129,8 +136,8 @@ pub struct Segment {
     pub lead_in_frames: u64,
     /// Frames this segment owns.
     pub frames: u64,
-    /// Frames a standalone decode outputs after the owned frames (hidden by an edit list that
-    /// trims the end; 0 otherwise).
+    /// Frames a standalone decode outputs after the owned frames: trailing context GOPs (the
+    /// file then ends after `end_gop`), and frames hidden by an edit list that trims the end.
     pub trailing_frames: u64,
     /// Owned display range `[start_pts, end_pts)`, contiguous with the neighbours.
     pub start_pts: i64,
@@ -157,6 +164,19 @@ impl Plan {
     pub fn has_lead_in_packets(&self) -> bool {
         self.segments.iter().any(|s| s.lead_in_gop.is_some())
     }
+
+    /// Whether some segment files share packets (lead-ins or context frames): they cannot all
+    /// be written by one segment muxer.
+    pub fn files_overlap(&self) -> bool {
+        let mut end = 0;
+        for s in &self.segments {
+            if s.first_packet < end {
+                return true;
+            }
+            end = end.max(s.end_packet);
+        }
+        false
+    }
 }
 
 /// Facts about the shown frames of the whole source.
@@ -175,6 +195,8 @@ fn shown_span(gop: &Gop, drops_leading: bool) -> Option<Span> {
 struct Planner<'a> {
     stream: &'a Stream,
     facts: &'a KeyframeFacts,
+    /// Context frames wanted before and after each segment's owned frames.
+    context: u64,
     /// Whether the source decode (which starts at GOP 0) drops GOP 0's leading pictures.
     first_drops_leading: bool,
     shown: Shown,
@@ -186,7 +208,11 @@ struct Planner<'a> {
 }
 
 impl<'a> Planner<'a> {
-    fn new(stream: &'a Stream, facts: &'a KeyframeFacts) -> Result<Planner<'a>, PlanError> {
+    fn new(
+        stream: &'a Stream,
+        facts: &'a KeyframeFacts,
+        context: u64,
+    ) -> Result<Planner<'a>, PlanError> {
         if stream.before_first_key > 0 {
             return Err(PlanError::PacketsBeforeFirstKeyframe(stream.before_first_key));
         }
@@ -239,6 +265,7 @@ impl<'a> Planner<'a> {
         Ok(Planner {
             stream,
             facts,
+            context,
             first_drops_leading,
             shown,
             prefix_max,
@@ -266,6 +293,52 @@ impl<'a> Planner<'a> {
         self.shown_before[end] - self.shown_before[first]
     }
 
+    /// Frames a decoder that starts at GOP `g` outputs for the GOP (its leading pictures are
+    /// dropped unless the keyframe is clean), and how many of them a whole-source decode shows.
+    fn decoded_from(&self, g: usize) -> Result<(u64, u64), PlanError> {
+        let gop = &self.gops()[g];
+        let drops_leading = !self.facts.is_clean(gop, g)?;
+        let output = gop.packets - if drops_leading { gop.leading } else { 0 };
+        Ok((output, shown_span(gop, drops_leading).map_or(0, |s| s.count)))
+    }
+
+    /// The GOP where the file of a segment owning GOPs from `first_gop` starts: `base` (the
+    /// owned keyframe, or the GOP before it for a lead-in) or an earlier one, the latest from
+    /// which a decoder outputs `context` of the source's frames before the owned ones (or all
+    /// the source has there).
+    ///
+    /// The result never decreases as `first_gop` grows, so files start in decode order.
+    fn context_start(&self, base: usize, first_gop: usize) -> Result<usize, PlanError> {
+        // A decode from GOP 0 outputs every frame the source shows before `first_gop`.
+        let wanted = self.context.min(self.shown_before[first_gop]);
+        let mut g = base;
+        loop {
+            let before = if g < first_gop {
+                self.decoded_from(g)?.1 + self.shown_before[first_gop] - self.shown_before[g + 1]
+            } else {
+                0
+            };
+            if before >= wanted || g == 0 {
+                return Ok(g);
+            }
+            g -= 1;
+        }
+    }
+
+    /// The GOP where the file of a segment owning GOPs up to `end_gop` ends (exclusive): the
+    /// first that gives `context` shown frames after the owned ones, or the end of the stream.
+    fn context_end(&self, end_gop: usize) -> usize {
+        let n = self.gops().len();
+        let mut end = end_gop;
+        while end < n
+            && self.shown_before[end] - self.shown_before[end_gop] < self.context
+            && self.shown_before[n] > self.shown_before[end]
+        {
+            end += 1;
+        }
+        end
+    }
+
     fn segment(
         &self,
         index: usize,
@@ -274,22 +347,27 @@ impl<'a> Planner<'a> {
     ) -> Result<Segment, PlanError> {
         let gops = self.gops();
         let first = &gops[first_gop];
-        let lead_in_gop = if index == 0 || self.facts.is_clean(first, first_gop)? {
-            None
+        let base = if index == 0 || self.facts.is_clean(first, first_gop)? {
+            first_gop
         } else {
-            Some(first_gop - 1)
+            first_gop - 1
         };
-        let decode_start = lead_in_gop.unwrap_or(first_gop);
+        let decode_start =
+            if index == 0 { first_gop } else { self.context_start(base, first_gop)? };
+        let lead_in_gop = (decode_start < first_gop).then_some(decode_start);
+        let file_end = self.context_end(end_gop);
 
-        // Frames the lead-in GOP outputs (all display before the owned frames: valid cut).
+        // Frames the GOPs before the owned ones output (all display before the owned frames:
+        // `first_gop` is a valid cut).
         let mut lead_in_frames = 0;
         if let Some(l) = lead_in_gop {
-            let gop = &gops[l];
-            let dropped = if self.facts.is_clean(gop, l)? { 0 } else { gop.leading };
-            lead_in_frames += gop.packets - dropped;
+            lead_in_frames += self.decoded_from(l)?.0;
+            lead_in_frames += gops[l + 1..first_gop].iter().map(|g| g.packets).sum::<u64>();
         }
+        // The GOPs after the owned ones are decoded with their references: every packet is
+        // output, after the owned frames (`end_gop` is a valid cut).
+        let mut trailing_frames: u64 = gops[end_gop..file_end].iter().map(|g| g.packets).sum();
 
-        let mut trailing_frames = 0;
         let mut start_pts: Option<i64> = None;
         for (g, gop) in gops.iter().enumerate().take(end_gop).skip(first_gop) {
             let drops_leading = g == decode_start && g == 0 && self.first_drops_leading;
@@ -318,7 +396,7 @@ impl<'a> Planner<'a> {
             }
         };
         let first_packet = gops[decode_start].first_packet;
-        let end_packet = gops.get(end_gop).map_or(self.stream.packets, |g| g.first_packet);
+        let end_packet = gops.get(file_end).map_or(self.stream.packets, |g| g.first_packet);
         Ok(Segment {
             index,
             first_gop,
@@ -389,7 +467,19 @@ impl<'a> Planner<'a> {
 
 /// Plans segments of about `target` ticks (stream time base).
 pub fn plan(stream: &Stream, facts: &KeyframeFacts, target: i64) -> Result<Plan, PlanError> {
-    let planner = Planner::new(stream, facts)?;
+    plan_with_context(stream, facts, target, 0)
+}
+
+/// Plans segments of about `target` ticks whose files also carry at least `context` frames
+/// before and after the owned ones (whole GOPs; fewer only at the ends of the video). The
+/// owned frames and the cuts are those of [`plan`]: `context` only widens the files.
+pub fn plan_with_context(
+    stream: &Stream,
+    facts: &KeyframeFacts,
+    target: i64,
+    context: u64,
+) -> Result<Plan, PlanError> {
+    let planner = Planner::new(stream, facts, context)?;
     let cuts = planner.choose_cuts(target);
     planner.plan_for_cuts(&cuts)
 }
@@ -401,7 +491,7 @@ pub fn plan_for_cuts(
     facts: &KeyframeFacts,
     cuts: &[usize],
 ) -> Result<Plan, PlanError> {
-    Planner::new(stream, facts)?.plan_for_cuts(cuts)
+    Planner::new(stream, facts, 0)?.plan_for_cuts(cuts)
 }
 
 /// Frames a standalone decode of a whole file (e.g. one segment) outputs, given its packets:

@@ -42,6 +42,9 @@ pub struct SplitOptions {
     pub input: String,
     pub output: String,
     pub segment_seconds: f64,
+    /// Frames of context each segment file carries before and after the frames it owns (whole
+    /// GOPs, counted in `lead_in_frames`/`trailing_frames`; fewer only at the video's ends).
+    pub context_frames: u64,
     pub work_dir: PathBuf,
     pub upload_concurrency: usize,
     pub part_size: u64,
@@ -312,6 +315,7 @@ async fn cut_video(
         work: out.work.path(),
         container,
         segment_seconds: opts.segment_seconds,
+        context_frames: opts.context_frames,
     };
     let cut = tokio::select! {
         cut = cutter.cut(out.audio_jobs.clone()) => cut?,

@@ -1,12 +1,14 @@
-//! How a plan's segments map onto ffmpeg segment muxers (one, or two when segments overlap).
+//! How a plan's segments map onto ffmpeg segment muxers (one, or as many as overlapping
+//! segment files need).
 
 use std::collections::BTreeSet;
 
 use super::{Plan, Segment};
 
-/// How the planned segments are written by ffmpeg's segment muxer: one muxer when segments
-/// do not overlap; otherwise two (even and odd segments), each writing consecutive pieces of
-/// the stream, some of which are segments and the rest discarded.
+/// How the planned segments are written by ffmpeg's segment muxer: one muxer when segment
+/// files do not overlap; otherwise as many as the most files that share a packet (two for
+/// lead-ins, more with context frames), each writing consecutive pieces of the stream, some
+/// of which are segments and the rest discarded. No two files of one muxer overlap.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Layout {
     pub muxers: Vec<MuxerLayout>,
@@ -21,14 +23,21 @@ pub struct MuxerLayout {
 }
 
 pub fn layout(plan: &Plan, total_packets: u64) -> Layout {
-    let groups: Vec<Vec<&Segment>> = if plan.has_lead_in_packets() {
-        vec![
-            plan.segments.iter().step_by(2).collect(),
-            plan.segments.iter().skip(1).step_by(2).collect(),
-        ]
-    } else {
-        vec![plan.segments.iter().collect()]
-    };
+    // First fit in order of the files' starts: optimal for intervals (a new muxer only when
+    // every existing one still writes a file that overlaps this one). When every segment but
+    // the first has a one-GOP lead-in, this is even and odd segments.
+    let mut files: Vec<&Segment> = plan.segments.iter().collect();
+    files.sort_by_key(|s| (s.first_packet, s.index));
+    let mut groups: Vec<Vec<&Segment>> = Vec::new();
+    for s in files {
+        let free = groups
+            .iter_mut()
+            .find(|g| g.last().is_some_and(|last| last.end_packet <= s.first_packet));
+        match free {
+            Some(group) => group.push(s),
+            None => groups.push(vec![s]),
+        }
+    }
     let muxers = groups
         .into_iter()
         .filter(|g| !g.is_empty())

@@ -1,6 +1,6 @@
 //! Step 3 of a split, cutting: the fast path (ffmpeg's segment muxer cuts every N seconds, the
 //! plan module checks the cuts) and, for open GOPs or cuts that are not frame-exact, the
-//! planned path (the plan module picks the cuts, lead-ins where needed).
+//! planned path (the plan module picks the cuts, lead-ins and context frames where needed).
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
@@ -141,6 +141,8 @@ pub(super) struct Cutter<'a> {
     pub(super) work: &'a Path,
     pub(super) container: Container,
     pub(super) segment_seconds: f64,
+    /// Frames each segment file carries before and after its own (`--context-frames`).
+    pub(super) context_frames: u64,
 }
 
 impl Cutter<'_> {
@@ -179,10 +181,18 @@ impl Cutter<'_> {
         Ok(dir)
     }
 
-    /// Cuts the video (and extracts `audio` in the same run): the fast path, unless the
-    /// sniffed packets show open GOPs or ffmpeg's cuts are not frame-exact, then the planned
-    /// path.
+    /// Cuts the video (and extracts `audio` in the same run): the fast path, unless context
+    /// frames are asked for, the sniffed packets show open GOPs or ffmpeg's cuts are not
+    /// frame-exact, then the planned path.
     pub(super) async fn cut(&self, audio: Vec<AudioJob>) -> Result<CutSegments> {
+        if self.context_frames > 0 {
+            // The segment muxer's files hold no context: plan (their files overlap).
+            tracing::info!(
+                context_frames = self.context_frames,
+                "context frames: cutting at planned keyframes"
+            );
+            return self.cut_planned(None, audio).await;
+        }
         let sniffed = Stream::from_packets(self.info.sniffed.iter().copied());
         if sniffed.gops.iter().any(|g| g.leading > 0) {
             tracing::info!(
@@ -229,7 +239,7 @@ impl Cutter<'_> {
                 .map_err(|e| e.to_string())
         });
         match checked {
-            Ok(plan) if !plan.has_lead_in_packets() && written.len() == plan.segments.len() => {
+            Ok(plan) if !plan.files_overlap() && written.len() == plan.segments.len() => {
                 return Ok(FastPath::Done(CutSegments {
                     plan,
                     time_base: packets.time_base,
@@ -260,13 +270,16 @@ impl Cutter<'_> {
     ) -> Result<CutSegments> {
         let (log, facts) = self.probing_pass(log, audio).await?;
         let target = ticks(self.segment_seconds, log.time_base);
-        let plan = plan::plan(&log.stream, &facts, target).map_err(|e| {
-            fail(Kind::NotAVideo, format!("{}: cannot split frame-exactly: {e}", self.shown))
-        })?;
+        let plan = plan::plan_with_context(&log.stream, &facts, target, self.context_frames)
+            .map_err(|e| {
+                fail(Kind::NotAVideo, format!("{}: cannot split frame-exactly: {e}", self.shown))
+            })?;
         let layout = plan::layout(&plan, log.stream.packets);
         tracing::info!(
             segments = plan.segments.len(),
             with_lead_in = plan.segments.iter().filter(|s| s.lead_in_gop.is_some()).count(),
+            context_frames = self.context_frames,
+            muxers = layout.muxers.len(),
             "planned"
         );
 

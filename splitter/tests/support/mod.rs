@@ -213,6 +213,7 @@ pub fn splitter_command() -> Command {
         "SPLITTER_S3_CONNECT_TIMEOUT_SECONDS",
         "SPLITTER_S3_READ_TIMEOUT_SECONDS",
         "SPLITTER_SEQUENTIAL",
+        "SPLITTER_CONTEXT_FRAMES",
     ] {
         cmd.env_remove(var);
     }
