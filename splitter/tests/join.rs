@@ -130,9 +130,16 @@ fn remuxed(src: &Path, ext: &str) -> PathBuf {
 
 /// Split, process, join into `ext`; every check against the source. Returns the work dir.
 fn round_trip(src: &Path, name: &str, seconds: &str, ext: &str) -> TempDir {
+    round_trip_with(src, name, seconds, ext, &[])
+}
+
+/// [`round_trip`] with more `split` arguments.
+fn round_trip_with(src: &Path, name: &str, seconds: &str, ext: &str, more: &[&str]) -> TempDir {
     let dir = TempDir::new(name);
     let (split, processed) = (dir.join("split"), dir.join("processed"));
-    split_ok(src, &split, seconds);
+    let mut args = vec!["split", path_str(src), path_str(&split), "--segment-seconds", seconds];
+    args.extend_from_slice(more);
+    splitter(&args, &[]).assert_ok();
     process(&split, &processed, 0);
     let joined = dir.join(&format!("joined.{ext}"));
     let run = join(&split, &processed, &joined);
@@ -185,17 +192,20 @@ fn closed_gop_h264_with_aac_to_mp4_and_mkv() {
     round_trip(&h264_aac(), "join-h264-mkv", "2", "mkv");
 }
 
-#[test]
-fn open_gop_hevc_with_lead_ins() {
-    let src = encoded(
+fn hevc_open() -> PathBuf {
+    encoded(
         "join-hevc-open",
         "mp4",
         "6",
         "-f lavfi -i sine=frequency=440:sample_rate=48000 -t 6 \
          -c:v libx265 -x265-params keyint=25:min-keyint=25:log-level=error -pix_fmt yuv420p \
          -c:a aac",
-    );
-    let dir = round_trip(&src, "join-hevc", "1.5", "mp4");
+    )
+}
+
+#[test]
+fn open_gop_hevc_with_lead_ins() {
+    let dir = round_trip(&hevc_open(), "join-hevc", "1.5", "mp4");
     let manifest = read_manifest(&dir.join("split"));
     let lead_ins = manifest["segments"]
         .as_array()
@@ -204,6 +214,23 @@ fn open_gop_hevc_with_lead_ins() {
         .filter(|s| s["lead_in_frames"].as_u64() > Some(0))
         .count();
     assert!(lead_ins > 0, "the fixture must need lead-ins");
+}
+
+#[test]
+fn context_frames_round_trip() {
+    // Open GOPs (lead-ins) and B-frames, 8 context frames: the worker drops what the manifest
+    // says and the join is the source's again.
+    let dir =
+        round_trip_with(&hevc_open(), "join-context", "1.5", "mp4", &["--context-frames", "8"]);
+    let manifest = read_manifest(&dir.join("split"));
+    let segments = manifest["segments"].as_array().expect("segments");
+    let last = segments.len() - 1;
+    for (i, s) in segments.iter().enumerate() {
+        let (lead, trail) = (s["lead_in_frames"].as_u64(), s["trailing_frames"].as_u64());
+        assert!(i == 0 || lead >= Some(8), "segment {i}: lead_in_frames {lead:?}");
+        assert!(i == last || trail >= Some(8), "segment {i}: trailing_frames {trail:?}");
+    }
+    round_trip_with(&h264_aac(), "join-context-h264", "2", "mkv", &["--context-frames", "8"]);
 }
 
 #[test]
