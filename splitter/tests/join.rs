@@ -335,6 +335,49 @@ fn rotation_is_the_sources() {
     assert_eq!(probe_rotation(&joined), -90.0, "the source's rotation");
 }
 
+#[test]
+fn colour_metadata_is_the_first_segments() {
+    let dir = TempDir::new("join-colour");
+    let (split, processed) = (dir.join("split"), dir.join("processed"));
+    split_ok(&h264_aac(), &split, "2");
+    process(&split, &processed, 0);
+    // The worker tagged its output HDR10 (container colour fields, stream copy).
+    let first = processed.join("000000.mkv");
+    let tagged = dir.join("tagged.mkv");
+    ffmpeg(&[
+        "-i",
+        path_str(&first),
+        "-c",
+        "copy",
+        "-color_primaries",
+        "bt2020",
+        "-color_trc",
+        "smpte2084",
+        "-colorspace",
+        "bt2020nc",
+        path_str(&tagged),
+    ]);
+    std::fs::rename(&tagged, &first).expect("move");
+    let colour = |p: &Path| {
+        ffprobe_lines(
+            &[
+                "-select_streams",
+                "v:0",
+                "-show_entries",
+                "stream=color_primaries,color_transfer,color_space",
+            ],
+            p,
+        )
+    };
+    let want = vec!["bt2020nc,smpte2084,bt2020".to_string()];
+    assert_eq!(colour(&first), want, "the fixture is tagged");
+    for ext in ["mp4", "mkv"] {
+        let joined = dir.join(&format!("joined.{ext}"));
+        join(&split, &processed, &joined).assert_ok();
+        assert_eq!(colour(&joined), want, "{ext}");
+    }
+}
+
 /// Video packets (data and timestamps) as ffmpeg's stream copy delivers them.
 fn video_packets(path: &Path) -> Vec<String> {
     let out = Command::new("ffmpeg")
