@@ -49,6 +49,7 @@ enum Case {
     S3Link,
     Many,
     Context,
+    Join,
     All,
 }
 
@@ -76,8 +77,11 @@ impl Options {
             "s3-link" => Case::S3Link,
             "many" => Case::Many,
             "context" => Case::Context,
+            "join" => Case::Join,
             "all" => Case::All,
-            other => panic!("--case {other}: expected local, s3, s3-link, many, context or all"),
+            other => {
+                panic!("--case {other}: expected local, s3, s3-link, many, context, join or all")
+            }
         };
         let number = |name: &str| {
             value(name).map(|n| {
@@ -114,6 +118,9 @@ fn main() {
     }
     if matches!(opts.case, Case::Context | Case::All) {
         case_context(&opts.segment_seconds);
+    }
+    if matches!(opts.case, Case::Join | Case::All) {
+        case_join(opts.runs(3));
     }
 }
 
@@ -1156,5 +1163,101 @@ fn case_context(segment_seconds: &str) {
             "wall",
         ],
         &rows,
+    );
+}
+
+// ---------------------------------------------------------------------------------------
+// join
+
+/// `join` against the recipe it replaces: the big input split at 10 s, then its own segments
+/// joined back (the identity join, every segment's frames as they are) into an MP4 with the
+/// audio, against ffmpeg's concat demuxer doing the same by hand (`-f concat -i LIST -i AUDIO
+/// -c copy -movflags +faststart`), which keeps the worker's timestamps instead of the source's.
+fn case_join(runs: usize) {
+    let input = big_file();
+    let load = load_average();
+    warm_page_cache(&input);
+    let out = target_dir().join("join-split");
+    let _ = std::fs::remove_dir_all(&out);
+    let work = fresh_dir("join-work");
+    measure(&Run::splitter(
+        &["split", path_str(&input), path_str(&out), "--segment-seconds", "10"],
+        &work,
+        &[],
+    ));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("manifest.json")).expect("manifest"))
+            .expect("manifest json");
+    let segments = manifest["segments"].as_array().expect("segments").len();
+    let audio = out.join(manifest["audio"][0]["path"].as_str().expect("an audio file"));
+    let list = target_dir().join("join-list.ffconcat");
+    let mut text = String::from("ffconcat version 1.0\n");
+    for s in manifest["segments"].as_array().expect("segments") {
+        let path = out.join(s["path"].as_str().expect("path"));
+        text += &format!("file '{}'\n", path.display());
+    }
+    std::fs::write(&list, text).expect("concat list");
+    let joined = target_dir().join("joined.mp4");
+    let by_hand = target_dir().join("joined-by-hand.mp4");
+    let (mut join, mut recipe) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        eprintln!("join run {}/{runs}", i + 1);
+        let _ = std::fs::remove_file(&joined);
+        join.push(measure(&Run::splitter(
+            &["join", path_str(&out), path_str(&out.join("segments")), path_str(&joined)],
+            &work,
+            &[],
+        )));
+        let _ = std::fs::remove_file(&by_hand);
+        let mut args = strings(&["-nostdin", "-hide_banner", "-loglevel", "error", "-f", "concat"]);
+        args.extend(strings(&["-safe", "0", "-auto_convert", "0", "-i", path_str(&list)]));
+        args.extend(strings(&["-i", path_str(&audio), "-map", "0:v:0", "-map", "1:a:0"]));
+        args.extend(strings(&["-c", "copy", "-movflags", "+faststart", path_str(&by_hand)]));
+        recipe.push(measure(&Run::new(&ffmpeg_path(), args)));
+    }
+    let bytes = file_size(&joined);
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_dir_all(&work);
+    let _ = std::fs::remove_file(&joined);
+    let _ = std::fs::remove_file(&by_hand);
+
+    println!();
+    println!("## join: {segments} segments of 10 s joined back with the audio into an MP4");
+    println!();
+    println!(
+        "input: {} ({:.1} MB), joined: {:.1} MB",
+        input.file_name().and_then(|n| n.to_str()).unwrap_or("?"),
+        file_size(&input) as f64 / 1e6,
+        bytes as f64 / 1e6
+    );
+    println!("ffmpeg: {}", ffmpeg_version());
+    println!(
+        "{runs} runs each, alternating; load average before: {load}, after: {}",
+        load_average()
+    );
+    let row = |label: &str, s: &[Sample]| {
+        vec![
+            label.to_string(),
+            seconds(Some(wall_median(s))),
+            seconds(Some(wall_min(s))),
+            seconds(cpu_median(s)),
+            mib(tree_rss_max(s)),
+            megabytes(scratch_max(s)),
+        ]
+    };
+    print_table(
+        &[
+            "command",
+            "wall (median)",
+            "wall (min)",
+            "cpu (median)",
+            "peak RSS (tree)",
+            "scratch peak",
+        ],
+        &[row("ffmpeg concat recipe", &recipe), row("splitter join", &join)],
+    );
+    println!(
+        "join / recipe (median wall): {}",
+        ratio(Some(wall_median(&join)), Some(wall_median(&recipe)))
     );
 }
