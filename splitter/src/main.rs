@@ -62,14 +62,8 @@ struct SplitArgs {
     /// (whole GOPs, counted in lead_in_frames/trailing_frames; fewer at the video's ends).
     #[arg(long, env = "SPLITTER_CONTEXT_FRAMES", default_value_t = 0, value_name = "N")]
     context_frames: u64,
-    /// Concurrent S3 requests when uploading.
-    #[arg(long, env = "SPLITTER_UPLOAD_CONCURRENCY", default_value_t = 4, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    upload_concurrency: u16,
-    /// Multipart part size for S3 uploads, in MiB (files larger than one part go multipart).
-    #[arg(long, env = "SPLITTER_PART_SIZE_MIB", default_value_t = 16, value_name = "MIB",
-          value_parser = clap::value_parser!(u64).range(5..=5120))]
-    part_size_mib: u64,
+    #[command(flatten)]
+    upload: UploadArgs,
     /// MiB of segments cut and not uploaded yet beyond which the cut pauses (S3 output): the
     /// scratch space a split needs is about the input plus this.
     #[arg(long, env = "SPLITTER_UPLOAD_BACKLOG_MIB", default_value_t = 256, value_name = "MIB",
@@ -79,6 +73,19 @@ struct SplitArgs {
     /// benchmarks and troubleshooting; uses scratch space for every segment).
     #[arg(long, env = "SPLITTER_SEQUENTIAL")]
     sequential: bool,
+}
+
+/// How outputs go to S3 (split and join).
+#[derive(Debug, Args)]
+struct UploadArgs {
+    /// Concurrent S3 requests when uploading.
+    #[arg(long, env = "SPLITTER_UPLOAD_CONCURRENCY", default_value_t = 4, value_name = "N",
+          value_parser = clap::value_parser!(u16).range(1..=64))]
+    upload_concurrency: u16,
+    /// Multipart part size for S3 uploads, in MiB (files larger than one part go multipart).
+    #[arg(long, env = "SPLITTER_PART_SIZE_MIB", default_value_t = 16, value_name = "MIB",
+          value_parser = clap::value_parser!(u64).range(5..=5120))]
+    part_size_mib: u64,
 }
 
 #[derive(Debug, Args)]
@@ -92,14 +99,8 @@ struct JoinArgs {
     /// The file to write (a path or s3://bucket/key): `.mp4` (fast start) or `.mkv`; MP4
     /// when there is no extension.
     output_file: String,
-    /// Concurrent S3 requests when uploading.
-    #[arg(long, env = "SPLITTER_UPLOAD_CONCURRENCY", default_value_t = 4, value_name = "N",
-          value_parser = clap::value_parser!(u16).range(1..=64))]
-    upload_concurrency: u16,
-    /// Multipart part size for S3 uploads, in MiB.
-    #[arg(long, env = "SPLITTER_PART_SIZE_MIB", default_value_t = 16, value_name = "MIB",
-          value_parser = clap::value_parser!(u64).range(5..=5120))]
-    part_size_mib: u64,
+    #[command(flatten)]
+    upload: UploadArgs,
 }
 
 #[derive(Debug, Args)]
@@ -121,8 +122,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 segment_seconds: args.segment_seconds,
                 context_frames: args.context_frames,
                 work_dir,
-                upload_concurrency: usize::from(args.upload_concurrency),
-                part_size: args.part_size_mib << 20,
+                upload_concurrency: usize::from(args.upload.upload_concurrency),
+                part_size: args.upload.part_size_mib << 20,
                 upload_backlog: args.upload_backlog_mib << 20,
                 sequential: args.sequential,
                 ffmpeg: cli.ffmpeg,
@@ -136,8 +137,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 processed: args.processed,
                 output: args.output_file,
                 work_dir,
-                upload_concurrency: usize::from(args.upload_concurrency),
-                part_size: args.part_size_mib << 20,
+                upload_concurrency: usize::from(args.upload.upload_concurrency),
+                part_size: args.upload.part_size_mib << 20,
                 ffmpeg: cli.ffmpeg,
                 ffprobe: cli.ffprobe,
             };

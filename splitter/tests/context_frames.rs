@@ -16,17 +16,9 @@ use support::*;
 
 const CONTEXT: u64 = 8;
 
-/// `seconds` of the 25 fps test pattern at 160x90, then the rest of the command line.
-fn encoded(name: &str, ext: &str, seconds: &str, rest: &str) -> PathBuf {
-    let mut args = pattern("160x90", "25", seconds);
-    args.extend(rest.split_whitespace().map(str::to_owned));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    fixture(name, ext, &refs)
-}
-
 /// Closed GOPs of 12 frames, no B-frames.
 fn h264_closed() -> PathBuf {
-    encoded("ctx-h264-closed", "mp4", "8", "-c:v libx264 -bf 0 -g 12 -pix_fmt yuv420p")
+    encoded("ctx-h264-closed", "mp4", "160x90", "8", "-c:v libx264 -bf 0 -g 12 -pix_fmt yuv420p")
 }
 
 /// x265 with open GOPs: keyframes are CRA pictures whose RASL leading pictures reference the
@@ -35,6 +27,7 @@ fn hevc_open() -> PathBuf {
     encoded(
         "ctx-hevc-open",
         "mp4",
+        "160x90",
         "8",
         "-c:v libx265 -x265-params \
          keyint=25:min-keyint=25:scenecut=0:open-gop=1:bframes=4:log-level=error \
@@ -48,6 +41,7 @@ fn h264_b_frames_mkv() -> PathBuf {
     encoded(
         "ctx-h264-bf3",
         "mkv",
+        "160x90",
         "8",
         "-c:v libx264 -bf 3 -b_strategy 0 -g 10 -keyint_min 10 -sc_threshold 0 -pix_fmt yuv420p",
     )
@@ -55,7 +49,7 @@ fn h264_b_frames_mkv() -> PathBuf {
 
 /// MPEG-2 with B-frames in MPEG-TS: open GOPs without any clean keyframe.
 fn mpeg2_ts() -> PathBuf {
-    encoded("ctx-mpeg2", "ts", "8", "-c:v mpeg2video -bf 2 -g 15 -f mpegts")
+    encoded("ctx-mpeg2", "ts", "160x90", "8", "-c:v mpeg2video -bf 2 -g 15 -f mpegts")
 }
 
 fn split(src: &Path, out: &Path, seconds: &str, context: Option<u64>, env: &[(&str, &str)]) {

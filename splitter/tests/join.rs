@@ -11,14 +11,6 @@ use std::process::Command;
 
 use support::*;
 
-/// A video made by ffmpeg from the 25 fps test pattern: `rest` as whitespace-separated words.
-fn encoded(name: &str, ext: &str, seconds: &str, rest: &str) -> PathBuf {
-    let mut args = pattern("160x90", "25", seconds);
-    args.extend(rest.split_whitespace().map(str::to_owned));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    fixture(name, ext, &refs)
-}
-
 fn worker_script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/upscale-worker.sh")
 }
@@ -180,6 +172,7 @@ fn h264_aac() -> PathBuf {
     encoded(
         "join-h264-aac",
         "mp4",
+        "160x90",
         "6",
         "-f lavfi -i sine=frequency=440:sample_rate=48000 -t 6 -c:v libx264 -g 25 -bf 3 \
          -pix_fmt yuv420p -c:a aac -b:a 64k",
@@ -196,6 +189,7 @@ fn hevc_open() -> PathBuf {
     encoded(
         "join-hevc-open",
         "mp4",
+        "160x90",
         "6",
         "-f lavfi -i sine=frequency=440:sample_rate=48000 -t 6 \
          -c:v libx265 -x265-params keyint=25:min-keyint=25:log-level=error -pix_fmt yuv420p \
@@ -239,6 +233,7 @@ fn variable_frame_rate_keeps_its_timing() {
     let src = encoded(
         "join-vfr",
         "mp4",
+        "160x90",
         "6",
         "-vf select='not(eq(mod(n\\,7)\\,3))*not(eq(mod(n\\,5)\\,1))' -fps_mode vfr \
          -c:v libx264 -g 20 -pix_fmt yuv420p",
@@ -266,16 +261,7 @@ fn edit_list_source() {
 
 #[test]
 fn two_audio_tracks_with_languages() {
-    let src = encoded(
-        "join-two-audio",
-        "mp4",
-        "4",
-        "-f lavfi -i sine=frequency=440:sample_rate=48000 \
-         -f lavfi -i sine=frequency=880:sample_rate=44100 -t 4 \
-         -map 0:v -map 1:a -map 2:a -c:v libx264 -g 25 -pix_fmt yuv420p \
-         -c:a:0 aac -c:a:1 ac3 -metadata:s:a:0 language=eng -metadata:s:a:1 language=fra \
-         -shortest",
-    );
+    let src = two_audio_tracks();
     round_trip(&src, "join-two-audio", "2", "mp4");
     round_trip(&src, "join-two-audio-mkv", "2", "mkv");
 }
@@ -314,7 +300,7 @@ fn audio_starting_before_the_video() {
 
 #[test]
 fn rotation_is_the_sources() {
-    let base = encoded("join-plain", "mov", "4", "-c:v libx264 -g 25 -pix_fmt yuv420p");
+    let base = encoded("join-plain", "mov", "160x90", "4", "-c:v libx264 -g 25 -pix_fmt yuv420p");
     let src = derived("join-rotated", "mov", &base, |src, dst| {
         let mut data = std::fs::read(src).expect("read");
         let at = data.windows(4).position(|w| w == b"tkhd").expect("tkhd");

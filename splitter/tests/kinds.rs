@@ -9,15 +9,6 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 use support::*;
 
-/// A video made by ffmpeg: `seconds` s of the 25 fps test pattern at `size`, then `rest`, the
-/// rest of the command line (more inputs, maps, codecs) as whitespace-separated words.
-fn encoded(name: &str, ext: &str, size: &str, seconds: &str, rest: &str) -> PathBuf {
-    let mut args = pattern(size, "25", seconds);
-    args.extend(rest.split_whitespace().map(str::to_owned));
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    fixture(name, ext, &refs)
-}
-
 /// Splits `src` into a new directory (named after `name`) every `seconds` and proves the
 /// segments frame-exact; returns the directory, the manifest and the source's frame count.
 fn split_exact(src: &Path, name: &str, seconds: &str) -> (TempDir, Value, usize) {
@@ -527,17 +518,7 @@ fn rotated_mov_keeps_its_rotation() {
 
 #[test]
 fn two_audio_tracks() {
-    let src = encoded(
-        "two-audio",
-        "mp4",
-        "160x90",
-        "4",
-        "-f lavfi -i sine=frequency=440:sample_rate=48000 \
-         -f lavfi -i sine=frequency=880:sample_rate=44100 -t 4 \
-         -map 0:v -map 1:a -map 2:a -c:v libx264 -g 25 -pix_fmt yuv420p \
-         -c:a:0 aac -c:a:1 ac3 -metadata:s:a:0 language=eng -metadata:s:a:1 language=fra \
-         -shortest",
-    );
+    let src = support::two_audio_tracks();
     let (out, manifest, _) = split_exact(&src, "two-audio", "2");
     let audio = manifest["audio"].as_array().expect("audio");
     assert_eq!(audio.len(), 2);

@@ -57,6 +57,30 @@ fn short_hash(parts: &[&str]) -> String {
     h.finalize().iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
+/// A video made by ffmpeg: `seconds` s of the 25 fps test pattern at `size`, then `rest`, the
+/// rest of the command line (more inputs, maps, codecs) as whitespace-separated words.
+pub fn encoded(name: &str, ext: &str, size: &str, seconds: &str, rest: &str) -> PathBuf {
+    let mut args = pattern(size, "25", seconds);
+    args.extend(rest.split_whitespace().map(str::to_owned));
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    fixture(name, ext, &refs)
+}
+
+/// 4 s of 160x90 H.264 with two audio tracks: AAC 48 kHz (`eng`) and AC-3 44.1 kHz (`fra`).
+pub fn two_audio_tracks() -> PathBuf {
+    encoded(
+        "two-audio",
+        "mp4",
+        "160x90",
+        "4",
+        "-f lavfi -i sine=frequency=440:sample_rate=48000 \
+         -f lavfi -i sine=frequency=880:sample_rate=44100 -t 4 \
+         -map 0:v -map 1:a -map 2:a -c:v libx264 -g 25 -pix_fmt yuv420p \
+         -c:a:0 aac -c:a:1 ac3 -metadata:s:a:0 language=eng -metadata:s:a:1 language=fra \
+         -shortest",
+    )
+}
+
 /// Runs ffmpeg quietly, panicking with its stderr on failure.
 pub fn ffmpeg(args: &[&str]) {
     ffmpeg_version();
