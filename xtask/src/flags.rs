@@ -33,7 +33,7 @@ pub enum Cmd {
     Deploy(deploy::Deploy),
     /// Go back to the job definition (and image) that ran before the last deploy.
     Rollback(rollback::Rollback),
-    /// Run a real Batch job on a test video and verify its segments.
+    /// Run a real Batch job on a test video, verify its segments and join them back.
     Itest(itest::Itest),
     /// Run image → scan → push → deploy → itest, stopping at the first failure.
     Pipeline(pipeline::Pipeline),

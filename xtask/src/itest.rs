@@ -1,5 +1,6 @@
 //! `cargo xtask itest`: stage 4 of the deployment guide ("Integration Test"). Runs one real
-//! Batch job of the environment on a test video and checks what it wrote.
+//! Batch job of the environment on a test video and checks what it wrote, then a second one that
+//! joins the segments back and checks that the source comes back.
 //!
 //! 1. Checks the job queue, the job definition (its latest ACTIVE revision must take
 //!    `Ref::input` and `Ref::output`) and the bucket exist, before touching anything.
@@ -18,21 +19,32 @@
 //!    count for the keyframes and `segment_seconds`, contiguous segments whose durations add up
 //!    to the source's within one frame, every frame owned once, one audio file per audio
 //!    stream, nothing unlisted.
-//! 7. Deletes the run's prefix, unless `--keep`.
+//! 7. Joins them back, unless `--no-join`: a second job (the same revision and queue, named like
+//!    the first plus `-join`) with its command overridden to `join {output} {output}/segments/
+//!    s3://{bucket}/{prefix}/joined.mp4`, watched like the first (steps 4 and 5); then the host's
+//!    ffprobe lists the packets of the uploaded video and of the downloaded `joined.mp4`: the
+//!    video packets must be the source's one for one (data sha256, size, flags, pts, dts,
+//!    duration), and each audio stream's too (data sha256, pts) ([`JOIN_CHECKS`]). Skipped, with
+//!    the reason printed, when the split's own segments cannot join back to the source: segments
+//!    with lead-in or trailing frames (an open GOP, context frames), or a container other than
+//!    MP4/MOV and Matroska (their bitstream is stored otherwise).
+//! 8. Deletes the run's prefix, unless `--keep`.
 //!
 //! Locally the job really runs: moto's Batch starts the job definition's image as a Docker
 //! container, which reads and writes moto's S3.
 //!
 //! Each step is a function named for it: [`preflight()`], [`upload`], [`job::submit`],
-//! [`job::watch`], [`Itest::report_failure`], [`check_output`], [`Itest::clean_up`]; this file
-//! keeps the command, the plan printout and the steps' order ([`Itest::execute`]). The rooms:
-//! `preflight` (what exists in the environment), `job` (submit, watch, terminate on a timeout,
-//! Ctrl-C or an error), `logs` (the CloudWatch log tail), `output` (downloading the objects,
-//! ffprobe of the segments, deleting the prefix), `manifest` (the manifest as itest reads it),
-//! `verify` (the checks, [`CHECKS`]) and `source` (the video and what a correct split of it looks
-//! like).
+//! [`job::watch`], [`Itest::report_failure`], [`check_output`], [`Itest::join_back`],
+//! [`Itest::clean_up`]; this file keeps the command, the plan printout and the steps' order
+//! ([`Itest::execute`]). The rooms: `preflight` (what exists in the environment), `job` (submit,
+//! watch, terminate on a timeout, Ctrl-C or an error), `logs` (the CloudWatch log tail), `output`
+//! (downloading the objects, ffprobe of the segments, deleting the prefix), `manifest` (the
+//! manifest as itest reads it), `verify` (the checks, [`CHECKS`]), `join` (the join job and the
+//! packet comparison, [`JOIN_CHECKS`]) and `source` (the video and what a correct split of it
+//! looks like).
 
 mod job;
+mod join;
 mod logs;
 mod manifest;
 mod output;
@@ -53,6 +65,7 @@ use crate::config::{PLACEHOLDER_TAG, Target};
 use crate::display_path;
 use crate::dry_run::DryRun;
 use crate::time::{format_duration, parse_duration};
+pub use join::JOIN_CHECKS;
 use manifest::Manifest;
 use preflight::{Resolved, preflight};
 use source::Source;
@@ -66,24 +79,31 @@ Examples:
   cargo xtask itest --dry-run                      # print the plan; upload and submit nothing
   . target/xtask/local/env && cargo xtask itest    # the local stack (moto runs the container)
 
-Exit status: 0 when the job SUCCEEDED and every check passed; non-zero otherwise (the job's
-status reason and log tail are printed). Needs ffprobe on PATH (install ffmpeg): it lists each
-segment's video packets, and probes a `--video` to know what a correct split of it looks like.")]
+Exit status: 0 when the jobs SUCCEEDED and every check passed; non-zero otherwise (the failed
+job's status reason and log tail are printed). After the split, a second job joins its own
+segments back into joined.mp4, whose packets must be the video's (skipped with a note for an
+open-GOP split or a container other than MP4/MOV and Matroska; `--no-join` skips it). Needs
+ffprobe on PATH (install ffmpeg): it lists each segment's video packets and the joined file's
+and the video's packets, and probes a `--video` to know what a correct split of it looks like.")]
 pub struct Itest {
     #[command(flatten)]
     pub target: Target,
     /// The video to split [default: xtask/fixtures/itest.mp4, 12 s of H.264 + AAC].
     #[arg(long, value_name = "PATH")]
     pub video: Option<PathBuf>,
-    /// Give up (and terminate the job) after this long, e.g. `90s`, `10m`, `1h30m`.
+    /// Give up (and terminate the job) after this long, e.g. `90s`, `10m`, `1h30m` (each job:
+    /// the split, then the join).
     #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = parse_duration)]
     pub timeout: Duration,
     /// Pass `segment_seconds` as a job parameter [default: the job definition's default].
     #[arg(long, value_name = "SECONDS", value_parser = parse_segment_seconds)]
     pub segment_seconds: Option<String>,
-    /// Keep the run's S3 objects (input and output) instead of deleting them.
+    /// Keep the run's S3 objects (input, output and joined.mp4) instead of deleting them.
     #[arg(long)]
     pub keep: bool,
+    /// Do not join the segments back (the second job, `splitter join`, and its packet checks).
+    #[arg(long)]
+    pub no_join: bool,
     /// How many lines of the job's log to show when it fails.
     #[arg(long, value_name = "N", default_value_t = 40)]
     pub log_lines: usize,
@@ -104,6 +124,37 @@ pub struct Outcome {
     pub checks: usize,
     /// From submission to SUCCEEDED.
     pub job_seconds: f64,
+    /// The join round trip (step 7).
+    pub join: JoinOutcome,
+}
+
+/// What the join step did.
+#[derive(Debug, Clone)]
+pub enum JoinOutcome {
+    /// Not run: why (`--no-join`, lead-in frames, the container).
+    Skipped(String),
+    /// The join job SUCCEEDED and the joined file's packets are the source's.
+    Joined {
+        job_id: String,
+        /// From submission to SUCCEEDED.
+        job_seconds: f64,
+        video_packets: usize,
+        audio_packets: usize,
+    },
+}
+
+impl JoinOutcome {
+    /// For the pass line: `joined it back (job …, 1.1 s): 288 video and 564 audio packets
+    /// identical` or `join skipped (…)`.
+    pub fn summary(&self) -> String {
+        match self {
+            JoinOutcome::Skipped(why) => format!("join skipped ({why})"),
+            JoinOutcome::Joined { job_id, job_seconds, video_packets, audio_packets } => format!(
+                "joined it back (job {job_id}, {job_seconds:.1} s): {video_packets} video and \
+                 {audio_packets} audio packets identical to the source's"
+            ),
+        }
+    }
 }
 
 /// Where the run's objects go and what the job is called.
@@ -114,6 +165,8 @@ struct Run {
     prefix: String,
     input_key: String,
     job_name: String,
+    /// `{job_name}-join`, within Batch's 128 characters.
+    join_job_name: String,
 }
 
 impl Run {
@@ -123,11 +176,15 @@ impl Run {
         let mut job_name = format!("{}-itest-{}-{id}", target.project, target.env);
         job_name.retain(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         job_name.truncate(128);
+        let mut join_job_name = job_name.clone();
+        join_job_name.truncate(128 - "-join".len());
+        join_job_name.push_str("-join");
         Run {
             bucket: target.bucket(),
             input_key: format!("{prefix}/{}", source.object_name()),
             prefix,
             job_name,
+            join_job_name,
         }
     }
     fn input_uri(&self) -> String {
@@ -138,6 +195,12 @@ impl Run {
     }
     fn output_uri(&self) -> String {
         format!("s3://{}/{}", self.bucket, self.output_prefix())
+    }
+    fn joined_key(&self) -> String {
+        format!("{}/{}", self.prefix, join::JOINED)
+    }
+    fn joined_uri(&self) -> String {
+        format!("s3://{}/{}", self.bucket, self.joined_key())
     }
 }
 
@@ -175,14 +238,15 @@ impl Itest {
             ("itest-job-definition", &outcome.job_definition),
         ])?;
         println!(
-            "itest passed: job {} ({}) split {} into {} segment(s) and {} audio file(s) in {:.1} s; {} checks passed",
+            "itest passed: job {} ({}) split {} into {} segment(s) and {} audio file(s) in {:.1} s; {} checks passed; {}",
             outcome.job_id,
             outcome.job_definition,
             display_path(&source.path),
             outcome.segments,
             outcome.audio,
             outcome.job_seconds,
-            outcome.checks
+            outcome.checks,
+            outcome.join.summary()
         );
         Ok(Some(outcome))
     }
@@ -237,15 +301,28 @@ impl Itest {
         println!("  ffprobe    {} (lists each segment's video packets)", ffprobe.display());
         let dry = DryRun::new(self.dry_run).nested();
         dry.would(format_args!("upload {} to {}", display_path(&source.path), run.input_uri()));
-        dry.would(format_args!(
-            "submit job {} and watch it, then check the output and {}",
-            run.job_name,
-            if self.keep {
-                "keep it (--keep)".to_owned()
-            } else {
-                format!("delete s3://{}/{}/", run.bucket, run.prefix)
-            }
-        ));
+        dry.would(format_args!("submit job {} and watch it, then check the output", run.job_name));
+        if self.no_join {
+            println!("  join       skipped (--no-join)");
+        } else {
+            println!(
+                "  join       {} (unless the split has lead-in or trailing frames, or the video is \
+                 not MP4/MOV or Matroska)",
+                run.joined_uri()
+            );
+            dry.would(format_args!(
+                "submit job {} (same revision and queue, command override: {}) and watch it, then \
+                 compare the packets of {} with the video's (ffprobe)",
+                run.join_job_name,
+                join::command(run).join(" "),
+                join::JOINED
+            ));
+        }
+        if self.keep {
+            println!("  keep       s3://{}/{}/ (--keep)", run.bucket, run.prefix);
+        } else {
+            dry.would(format_args!("delete s3://{}/{}/", run.bucket, run.prefix));
+        }
     }
 
     /// A job definition that still runs the placeholder image is refused (a note on a dry run).
@@ -288,11 +365,14 @@ impl Itest {
         let elapsed = started.elapsed().as_secs_f64();
         let status = detail.status().cloned();
         if timed_out || status != Some(JobStatus::Succeeded) {
-            return Err(self.report_failure(aws, resolved, run, &detail, timed_out, elapsed).await);
+            return Err(self
+                .report_failure(aws, resolved, &run.job_name, &detail, timed_out, elapsed)
+                .await);
         }
         println!("job SUCCEEDED after {elapsed:.1} s; checking {}/", run.output_uri());
 
         let (manifest, checks) = check_output(aws, source, resolved, run, ffprobe).await?;
+        let join = self.join_back(aws, source, resolved, run, ffprobe, &manifest, job).await?;
         Ok(Outcome {
             job_id: id,
             job_definition: format!("{}:{}", resolved.job_definition, resolved.revision),
@@ -300,16 +380,106 @@ impl Itest {
             audio: manifest.audio.len(),
             checks: checks.len(),
             job_seconds: elapsed,
+            join,
+        })
+    }
+
+    /// Step 7: the join job (the split's own segments back into `joined.mp4`), watched like the
+    /// split's, and the joined file's packets against the video's; skipped (with the reason
+    /// printed) when that cannot give back the source.
+    #[allow(clippy::too_many_arguments)]
+    async fn join_back(
+        &self,
+        aws: &Aws,
+        source: &Source,
+        resolved: &Resolved,
+        run: &Run,
+        ffprobe: &Path,
+        manifest: &Manifest,
+        job: &job::Tracked,
+    ) -> Result<JoinOutcome> {
+        if self.no_join {
+            println!("join skipped (--no-join)");
+            return Ok(JoinOutcome::Skipped("--no-join".to_owned()));
+        }
+        if let Some(why) = join::skip_reason(manifest) {
+            println!("join skipped: {why}");
+            return Ok(JoinOutcome::Skipped("lead-in or trailing frames".to_owned()));
+        }
+        let source_packets = join::probe(ffprobe, &source.path).await?.map_err(|why| {
+            anyhow!("ffprobe cannot list the packets of {}: {why}", display_path(&source.path))
+        })?;
+        let dts = match join::dts_compared(&source_packets.format) {
+            Ok(dts) => dts,
+            Err(why) => {
+                println!("join skipped: {why}");
+                return Ok(JoinOutcome::Skipped(format!("a {} video", source_packets.format)));
+            }
+        };
+
+        let batch = aws.batch();
+        let id = join::submit(&batch, resolved, run).await?;
+        job.submitted(&id);
+        let started = Instant::now();
+        println!(
+            "submitted join job {} ({id}): {}",
+            run.join_job_name,
+            join::command(run).join(" ")
+        );
+        let (detail, timed_out) = job::watch(&batch, &id, started, self.timeout).await?;
+        job.ended(&id);
+        let elapsed = started.elapsed().as_secs_f64();
+        if timed_out || detail.status() != Some(&JobStatus::Succeeded) {
+            return Err(self
+                .report_failure(aws, resolved, &run.join_job_name, &detail, timed_out, elapsed)
+                .await);
+        }
+        println!(
+            "join job SUCCEEDED after {elapsed:.1} s; comparing the packets of {} with {} (ffprobe)",
+            run.joined_uri(),
+            display_path(&source.path)
+        );
+
+        let scratch = output::Scratch::create()?;
+        let file = scratch.file_for(join::JOINED);
+        let found = output::download(aws, &run.bucket, &run.joined_key(), &file).await?;
+        if found.is_none() {
+            bail!(
+                "itest failed: the join job SUCCEEDED but wrote no {}: the splitter must upload it \
+                 before it exits 0 (a splitter bug: see its log in {})",
+                run.joined_uri(),
+                resolved.log_group
+            );
+        }
+        let joined = join::probe(ffprobe, &file).await?;
+        let checks = join::checks(joined.as_ref().map_err(String::as_str), &source_packets, dts);
+        print_checks(&checks);
+        let failed: Vec<&verify::Check> = checks.iter().filter(|c| !c.ok).collect();
+        if let Some(first) = failed.first() {
+            bail!(
+                "itest failed: the join job SUCCEEDED but {} of {} join checks failed (listed above), first `{}`: {}",
+                failed.len(),
+                checks.len(),
+                first.name,
+                first.detail
+            );
+        }
+        let packets = |t: &join::Track| t.packets.len();
+        Ok(JoinOutcome::Joined {
+            job_id: id,
+            job_seconds: elapsed,
+            video_packets: source_packets.video.as_ref().map_or(0, packets),
+            audio_packets: source_packets.audio.iter().map(packets).sum(),
         })
     }
 
     /// Step 5: prints the status reason, exit code and log tail of a job that did not succeed
-    /// (or timed out); returns the error that names them.
+    /// (or timed out), the split's or the join's (`name`); returns the error that names them.
     async fn report_failure(
         &self,
         aws: &Aws,
         resolved: &Resolved,
-        run: &Run,
+        name: &str,
         job: &JobDetail,
         timed_out: bool,
         elapsed: f64,
@@ -344,19 +514,15 @@ impl Itest {
         let tail_hint = if tail.is_some() { "see the log tail above" } else { "see the job above" };
         if timed_out {
             return anyhow!(
-                "itest failed: job {} did not finish within {}: terminated it (status now {status}){why}; \
+                "itest failed: job {name} did not finish within {}: terminated it (status now {status}){why}; \
                  {tail_hint}, or raise --timeout",
-                run.job_name,
                 format_duration(self.timeout),
             );
         }
-        anyhow!(
-            "itest failed: job {} {status} after {elapsed:.1} s{why}; {tail_hint}",
-            run.job_name
-        )
+        anyhow!("itest failed: job {name} {status} after {elapsed:.1} s{why}; {tail_hint}")
     }
 
-    /// Step 7: deletes the run's prefix, unless `--keep` (a failure to delete is a warning).
+    /// Step 8: deletes the run's prefix, unless `--keep` (a failure to delete is a warning).
     fn clean_up(&self, aws: &Aws, run: &Run) {
         if self.keep {
             println!("kept s3://{}/{}/ (--keep)", run.bucket, run.prefix);
@@ -411,10 +577,7 @@ async fn check_output(
         &output.stored,
         &output.listed,
     );
-    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
-    for c in &checks {
-        println!("  {}  {:width$}  {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail);
-    }
+    print_checks(&checks);
     let failed: Vec<&verify::Check> = checks.iter().filter(|c| !c.ok).collect();
     if let Some(first) = failed.first() {
         bail!(
@@ -426,6 +589,14 @@ async fn check_output(
         );
     }
     Ok((output.manifest, checks))
+}
+
+/// One line per check: `  ok    name  detail` or `  FAIL  name  detail`.
+fn print_checks(checks: &[verify::Check]) {
+    let width = checks.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in checks {
+        println!("  {}  {:width$}  {}", if c.ok { "ok  " } else { "FAIL" }, c.name, c.detail);
+    }
 }
 
 fn parse_segment_seconds(text: &str) -> Result<String, String> {
@@ -477,11 +648,33 @@ mod tests {
         assert_eq!(a.input_key, format!("{}/input.mp4", a.prefix));
         assert_eq!(a.input_uri(), format!("s3://upscaler-splitter-dev-data/{}", a.input_key));
         assert_eq!(a.output_uri(), format!("s3://upscaler-splitter-dev-data/{}/output", a.prefix));
+        assert_eq!(
+            a.joined_uri(),
+            format!("s3://upscaler-splitter-dev-data/{}/joined.mp4", a.prefix)
+        );
         // Batch: letters, digits, hyphens and underscores, up to 128.
         assert!(a.job_name.starts_with("upscaler-itest-dev-"), "{}", a.job_name);
-        assert!(
-            a.job_name.len() <= 128
-                && a.job_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        assert_eq!(a.join_job_name, format!("{}-join", a.job_name));
+        for name in [&a.job_name, &a.join_job_name] {
+            assert!(
+                name.len() <= 128
+                    && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            );
+        }
+        // A long project name: the join job's name keeps its suffix within the limit.
+        let long = Target { project: "p".repeat(120), ..target };
+        let run = Run::new(&long, &source);
+        assert_eq!(run.job_name.len(), 128);
+        assert_eq!(run.join_job_name.len(), 128);
+        assert!(run.join_job_name.ends_with("-join"), "{}", run.join_job_name);
+        assert_eq!(
+            join::command(&run),
+            [
+                "join".to_owned(),
+                run.output_uri(),
+                format!("{}/segments/", run.output_uri()),
+                run.joined_uri()
+            ]
         );
     }
 }

@@ -32,7 +32,7 @@ use crate::deploy::{Deploy, RegisterFlags};
 use crate::docker::short_id;
 use crate::dry_run::DryRun;
 use crate::image::Image;
-use crate::itest::Itest;
+use crate::itest::{Itest, JoinOutcome};
 use crate::local::Up;
 use crate::push::Push;
 use crate::scan::Scan;
@@ -326,6 +326,7 @@ impl Pipeline {
             timeout: self.timeout,
             segment_seconds: None,
             keep: self.keep,
+            no_join: false,
             log_lines: ITEST_LOG_LINES,
             dry_run: false,
         }
@@ -412,8 +413,14 @@ fn deploy_image(sh: &Shell, deploy: Deploy, facts: &mut Facts) -> Result<String>
 fn run_itest(sh: &Shell, itest: &Itest, facts: &mut Facts) -> Result<String> {
     let outcome = itest.execute(sh)?.context("itest ran as a dry run")?;
     facts.itest = Some(format!("passed ({})", outcome.job_definition));
+    let join = match &outcome.join {
+        JoinOutcome::Joined { job_id, job_seconds, .. } => {
+            format!("joined back identical (job {job_id}, {job_seconds:.1} s)")
+        }
+        JoinOutcome::Skipped(why) => format!("join skipped ({why})"),
+    };
     Ok(format!(
-        "passed: {} segments + {} audio, {} checks (job {}, {:.1} s)",
+        "passed: {} segments + {} audio, {} checks (job {}, {:.1} s), {join}",
         outcome.segments, outcome.audio, outcome.checks, outcome.job_id, outcome.job_seconds
     ))
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_batch::types::{JobDefinitionType, JobStatus};
 use support::{Run, Stack, assert_contains, docker, passed_job_id, remove_images};
-use xtask::itest::CHECKS;
+use xtask::itest::{CHECKS, JOIN_CHECKS};
 
 /// A test's own project on the shared stack.
 #[derive(Debug)]
@@ -288,8 +288,39 @@ fn nothing_deployed_yet_is_refused_and_a_dry_run_changes_nothing() {
             "segments   4 s (--segment-seconds)",
             "expect     3 segment(s), 12.000 s of video, 1 audio file(s)",
             &format!("job definition {}:2 on queue {}", project.job_definition(), project.queue()),
+            // The join job it would submit: its name, the revision, the command override.
+            "-join (same revision and queue, command override: join s3://",
+            "/output s3://",
+            "/output/segments/ s3://",
+            "/joined.mp4) and watch it, then compare the packets of joined.mp4",
         ],
     );
+    let out = dry.stdout();
+    let split_job = out
+        .lines()
+        .find_map(|l| l.strip_prefix("  [dry-run] would submit job "))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no split job in the plan:\n{out}"));
+    let join_line = out
+        .lines()
+        .find(|l| l.contains(&format!("would submit job {split_job}-join ")))
+        .unwrap_or_else(|| panic!("no join job named after {split_job} in the plan:\n{out}"));
+    let output = out
+        .lines()
+        .find_map(|l| l.strip_prefix("  output     "))
+        .expect("the plan's output line")
+        .trim();
+    let run_prefix = output.strip_suffix("/output").expect("…/output");
+    assert!(
+        join_line.contains(&format!(
+            "command override: join {output} {output}/segments/ {run_prefix}/joined.mp4)"
+        )),
+        "{join_line}"
+    );
+    let no_join = project.run(&["itest", "--dry-run", "--no-join"]);
+    no_join.assert_success();
+    assert_contains(&no_join.stdout(), &["  join       skipped (--no-join)"]);
+    assert!(!no_join.stdout().contains("-join ("), "{}", no_join.stdout());
     assert_eq!(project.keys(), Vec::<String>::new(), "a dry run uploads nothing");
     assert!(project.jobs().is_empty(), "a dry run submits nothing");
 
@@ -399,10 +430,19 @@ fn a_video_that_is_not_a_video_fails_with_the_splitters_error() {
             && l.contains("not a video exit_code=4 kind=not_a_video")),
         "{out}"
     );
-    // The real image ran (the deployed revision), and nothing is left in the bucket.
+    // The real image ran (the deployed revision), and nothing is left of the run (the bucket
+    // is shared with the other tests of the deployed image, some of which keep theirs).
     let image_line = out.lines().find(|l| l.starts_with("  image ")).expect("image line");
     assert!(image_line.contains(&format!("/{}-splitter-dev-ecr:", project.name)), "{image_line}");
-    assert_eq!(project.keys(), Vec::<String>::new());
+    let input = out.lines().find_map(|l| l.strip_prefix("  input      ")).expect("input line");
+    let run_prefix = input
+        .trim()
+        .strip_prefix(&format!("s3://{}/", project.bucket()))
+        .and_then(|k| k.strip_suffix("/input.mp4"))
+        .expect("the run's input key");
+    let left: Vec<String> =
+        project.keys().into_iter().filter(|k| k.starts_with(&format!("{run_prefix}/"))).collect();
+    assert_eq!(left, Vec::<String>::new());
 }
 
 #[test]
@@ -453,6 +493,13 @@ fn another_video_is_probed_and_split_as_asked() {
             "segments    3 at 3 s, expected 3 from the keyframes (ffprobe)",
             "duration    3.000 + 3.000 + 2.000 = 8.000 s; source 8.000 s (ffprobe)",
             "audio       0 file(s); the source has 0 audio stream(s) (ffprobe)",
+            // Matroska stores no decode times; its millisecond times are compared as times.
+            "  ok    join-video-packets  200 video packets identical to the source's (ffprobe: \
+             data sha256, size, flags, pts, duration)",
+            "; dts not compared: the source (matroska,webm) stores none",
+            "  ok    join-audio-packets  no audio stream in the source, none in the joined file",
+            "; joined it back (job ",
+            "): 200 video and 0 audio packets identical to the source's",
         ],
     );
 
@@ -480,6 +527,50 @@ fn another_video_is_probed_and_split_as_asked() {
         relative,
         ["manifest.json", "segments/000000.mp4", "segments/000001.mp4", "segments/000002.mp4"]
     );
+    // The joined file sits beside the output, in the run's prefix (kept with it).
+    assert!(project.keys().contains(&format!("{prefix}/joined.mp4")), "{:?}", project.keys());
+}
+
+#[test]
+fn an_open_gop_split_is_checked_and_not_joined_back() {
+    let project = deployed();
+    // 4 s of 25 fps HEVC with open GOPs (x265's CRA pictures with leading pictures), a keyframe
+    // every second: segment 1 needs a lead-in, so its own segments do not join back to the source.
+    let video = project.dir.join("open-gop.mp4");
+    support::run(
+        Command::new("ffmpeg")
+            .args(["-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i"])
+            .args(["testsrc2=size=256x144:rate=25:duration=4", "-c:v", "libx265"])
+            .args(["-x265-params", "keyint=25:min-keyint=25:open-gop=1:bframes=3:log-level=error"])
+            .args(["-tag:v", "hvc1"])
+            .arg(&video),
+    )
+    .assert_success();
+    let run = {
+        let _heavy = support::docker_lock();
+        project.run(&["itest", "--video", &video.display().to_string(), "--segment-seconds", "2"])
+    };
+    run.assert_success();
+    let out = run.stdout();
+    assert_contains(
+        &out,
+        &[
+            "join skipped: 1 of the 2 segment(s) carry frames they do not own (",
+            " lead-in and 0 trailing in all: an open GOP or context frames), so joining the \
+             split's own segments is not the identity (a worker must drop those frames first)",
+            "; join skipped (lead-in or trailing frames)",
+        ],
+    );
+    assert!(!out.contains("submitted join job"), "{out}");
+    let split_job = out
+        .lines()
+        .find_map(|l| l.strip_prefix("submitted job "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the split job's name")
+        .to_owned();
+    let jobs = project.jobs();
+    assert!(jobs.iter().any(|j| j.1 == split_job), "{jobs:?}");
+    assert!(!jobs.iter().any(|j| j.1 == format!("{split_job}-join")), "no join job: {jobs:?}");
 }
 
 #[test]
@@ -514,9 +605,13 @@ struct File {
 #[derive(Debug)]
 struct RealOutput {
     stdout: String,
+    /// `s3://{bucket}/{run prefix}/output`.
+    output_uri: String,
     manifest: serde_json::Value,
     /// Every file the manifest lists, in its order (segments, then audio).
     files: Vec<File>,
+    /// `{run prefix}/joined.mp4`, which the join job wrote.
+    joined: Vec<u8>,
 }
 
 fn real_output() -> &'static RealOutput {
@@ -539,24 +634,25 @@ fn real_output() -> &'static RealOutput {
             .strip_prefix(&format!("s3://{}/", project.bucket()))
             .expect("the output is in the bucket")
             .to_owned();
-        let get = |path: &str| -> (Vec<u8>, Option<String>) {
+        let get = |key: &str| -> (Vec<u8>, Option<String>) {
             let aws = project.stack.aws();
             aws.block_on(async {
                 let object = aws
                     .s3()
                     .get_object()
                     .bucket(project.bucket())
-                    .key(format!("{prefix}/{path}"))
+                    .key(key)
                     .send()
                     .await
-                    .unwrap_or_else(|e| panic!("get {prefix}/{path}: {e}"));
+                    .unwrap_or_else(|e| panic!("get {key}: {e}"));
                 let meta = object.metadata().and_then(|m| m.get("sha256")).cloned();
                 let bytes = object.body.collect().await.expect("download").into_bytes().to_vec();
                 (bytes, meta)
             })
         };
         let manifest: serde_json::Value =
-            serde_json::from_slice(&get("manifest.json").0).expect("manifest JSON");
+            serde_json::from_slice(&get(&format!("{prefix}/manifest.json")).0)
+                .expect("manifest JSON");
         let paths = manifest["segments"]
             .as_array()
             .expect("segments")
@@ -565,11 +661,14 @@ fn real_output() -> &'static RealOutput {
             .map(|f| f["path"].as_str().expect("path").to_owned());
         let files = paths
             .map(|path| {
-                let (bytes, meta_sha256) = get(&path);
+                let (bytes, meta_sha256) = get(&format!("{prefix}/{path}"));
                 File { path, bytes, meta_sha256 }
             })
             .collect();
-        RealOutput { stdout, manifest, files }
+        let run_prefix =
+            prefix.strip_suffix("/output").expect("an output prefix ending in /output");
+        let joined = get(&format!("{run_prefix}/joined.mp4")).0;
+        RealOutput { stdout, output_uri: uri, manifest, files, joined }
     })
 }
 
@@ -593,7 +692,9 @@ fn the_fixtures_real_segments_pass_ffprobes_count_and_keyframe_checks() {
     let real = real_output();
     let checks = check_lines(&real.stdout);
     let names: Vec<&str> = checks.iter().map(|(_, n, _)| n.as_str()).collect();
-    assert_eq!(names, CHECKS, "{}", real.stdout);
+    // The split's checks, then the join round trip's.
+    let all: Vec<&str> = CHECKS.iter().chain(&JOIN_CHECKS).copied().collect();
+    assert_eq!(names, all, "{}", real.stdout);
     assert!(checks.iter().all(|(ok, _, _)| *ok), "{}", real.stdout);
     let detail = |name: &str| &checks.iter().find(|(_, n, _)| n == name).expect("a check").2;
     // The splitter now writes schema 2 (with pts_digest); the fixture's two segments hold 240
@@ -609,27 +710,117 @@ fn the_fixtures_real_segments_pass_ffprobes_count_and_keyframe_checks() {
         "each of the 2 segment(s) starts on a keyframe (ffprobe, decode order)"
     );
     assert!(detail("objects").contains("x-amz-meta-sha256 too"), "{}", real.stdout);
-    assert!(real.stdout.contains("; 11 checks passed"), "{}", real.stdout);
+    assert!(real.stdout.contains("; 11 checks passed; joined it back (job "), "{}", real.stdout);
     // The files it checked carry their sha256 as metadata (what the metadata check expects).
     for f in &real.files {
         assert_eq!(f.meta_sha256.as_deref(), Some(sha256_hex(&f.bytes).as_str()), "{}", f.path);
     }
 }
 
+/// The real image joined the fixture's segments back (the second job, watched like the first),
+/// and the joined file is the fixture's packets: by itest's report, by Batch's record of the job,
+/// and by the test's own ffprobe listing of the kept `joined.mp4`.
+#[test]
+fn the_real_image_joins_the_fixture_back_to_its_own_packets() {
+    let real = real_output();
+    let out = &real.stdout;
+    let split_job = out
+        .lines()
+        .find_map(|l| l.strip_prefix("submitted job "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the split job's name")
+        .to_owned();
+    let run_prefix = real.output_uri.strip_suffix("/output").expect("…/output");
+    let command = [
+        "join".to_owned(),
+        real.output_uri.clone(),
+        format!("{}/segments/", real.output_uri),
+        format!("{run_prefix}/joined.mp4"),
+    ];
+    assert_contains(
+        out,
+        &[
+            &format!("submitted join job {split_job}-join ("),
+            &format!("): {}", command.join(" ")),
+            "join job SUCCEEDED after ",
+            "  ok    join-video-packets  288 video packets identical to the source's (ffprobe: \
+             data sha256, size, flags, pts, dts, duration)",
+            "  ok    join-audio-packets  564 audio packets in 1 stream(s) identical to the \
+             source's (ffprobe: data sha256, pts)",
+            "): 288 video and 564 audio packets identical to the source's",
+        ],
+    );
+    // The join job's status lines come after the split's, watched the same way.
+    let join_at = out.find("submitted join job").expect("join submitted");
+    assert!(out[join_at..].contains("SUCCEEDED\n"), "{out}");
+
+    // Batch's record: the same revision on the same queue, the command overridden.
+    let project = deployed();
+    let aws = project.stack.aws();
+    let jobs = project.jobs();
+    let id_of = |name: &str| {
+        jobs.iter()
+            .find(|j| j.1 == name)
+            .unwrap_or_else(|| panic!("no job {name}: {jobs:?}"))
+            .0
+            .clone()
+    };
+    let (split_id, join_id) = (id_of(&split_job), id_of(&format!("{split_job}-join")));
+    let described = aws
+        .block_on(aws.batch().describe_jobs().jobs(&split_id).jobs(&join_id).send())
+        .expect("describe the jobs");
+    let job = |id: &str| {
+        described.jobs().iter().find(|j| j.job_id() == Some(id)).expect("described").clone()
+    };
+    let (split, join) = (job(&split_id), job(&join_id));
+    assert_eq!(join.status(), Some(&JobStatus::Succeeded));
+    assert_eq!(join.job_definition(), split.job_definition());
+    assert_eq!(join.job_queue(), split.job_queue());
+    let command_ran = join.container().map(|c| c.command().to_vec()).expect("a container");
+    assert_eq!(command_ran, command);
+
+    // The test's own look, with the host's ffprobe: every video packet of the joined file is
+    // the fixture's (data hash, size, flags and timestamps), and so is every audio packet. The
+    // whole listings are compared (a packet with side data spans two CSV lines).
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("itest-joined-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let joined = dir.join("joined.mp4");
+    std::fs::write(&joined, &real.joined).expect("write joined.mp4");
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/itest.mp4");
+    for stream in ["v:0", "a:0"] {
+        let list = |file: &Path| {
+            let run = support::run(
+                Command::new("ffprobe")
+                    .args(["-v", "error", "-select_streams", stream, "-show_entries"])
+                    .args(["packet=pts,dts,duration,flags,size,data_hash", "-show_data_hash"])
+                    .args(["sha256", "-of", "csv=p=0"])
+                    .arg(file),
+            );
+            run.assert_success();
+            run.stdout()
+        };
+        let (want, got) = (list(&fixture), list(&joined));
+        let hashes = want.matches("SHA256:").count();
+        assert_eq!(hashes, if stream == "v:0" { 288 } else { 564 }, "{stream}");
+        if got != want {
+            let first = want.lines().zip(got.lines()).position(|(a, b)| a != b);
+            panic!(
+                "{stream}: the joined file's packets are not the fixture's, first differing line \
+                 {first:?}: {:?} against {:?}",
+                first.and_then(|i| got.lines().nth(i)),
+                first.and_then(|i| want.lines().nth(i))
+            );
+        }
+    }
+    std::fs::remove_dir_all(&dir).expect("cleanup");
+}
+
 #[test]
 fn damage_planted_in_a_real_output_fails_the_check_that_looks_for_it() {
     let real = real_output();
     let project = Project::new("itplant");
-    let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the stand-in splitter");
-    let port = listener.local_addr().expect("port").port();
-    // The stand-in splitter: says where its output goes, waits until the test wrote it there.
-    let script = format!(
-        r#"exec 3<>/dev/tcp/127.0.0.1/{port} && printf '%s\n' "$2" >&3 && read -r reply <&3 && [ "$reply" = written ]"#
-    );
-    project.register(
-        &base_image(project.stack),
-        &["bash", "-c", &script, "job", "Ref::input", "Ref::output"],
-    );
+    let listener = stand_in(&project);
     let segment = |i: usize| &real.manifest["segments"][i];
     let decoded = |i: usize| {
         ["lead_in_frames", "frames", "trailing_frames"]
@@ -640,17 +831,21 @@ fn damage_planted_in_a_real_output_fails_the_check_that_looks_for_it() {
     assert_eq!(segment(1)["path"], "segments/000001.mp4");
     let want = decoded(1);
 
-    // The real output as it is: passes (the stand-in is faithful).
-    let run = plant(&project, &listener, &real.manifest, &real.files);
+    // The real output as it is, and the real joined file: passes (the stand-in is faithful).
+    let (run, calls) =
+        plant(&project, &listener, &real.manifest, &real.files, &[], Join::Write(&real.joined));
     run.assert_success();
-    assert!(run.stdout().contains("; 11 checks passed"), "{}", run.stdout());
+    assert!(run.stdout().contains("; 11 checks passed; joined it back (job "), "{}", run.stdout());
+    assert_eq!(calls.len(), 2, "a split and a join: {calls:?}");
 
     // (a) Segment 1 replaced by a valid video with half its packets, its size, sha256 and
     // metadata updated everywhere: only ffprobe's count disagrees with the manifest.
     let half = remux(&project.dir, &real.files[1].bytes, &["-frames:v", &(want / 2).to_string()]);
     assert_eq!(ffprobe_packets(&project.dir, &half), (want / 2, true), "the planted file");
     let (manifest, files) = replace(&real.manifest, &real.files, 1, half);
-    let line = plant(&project, &listener, &manifest, &files).assert_one_line_error();
+    let line = plant(&project, &listener, &manifest, &files, &[], Join::Write(&real.joined))
+        .0
+        .assert_one_line_error();
     assert!(
         line.contains(&format!(
             "1 of 11 checks failed (listed above), first `packets`: segments/000001.mp4: {} video \
@@ -666,8 +861,10 @@ fn damage_planted_in_a_real_output_fails_the_check_that_looks_for_it() {
     // (b) Segment 0 stored again, same bytes, without x-amz-meta-sha256.
     let mut files = real.files.clone();
     files[0].meta_sha256 = None;
-    let run = plant(&project, &listener, &real.manifest, &files);
+    let (run, calls) =
+        plant(&project, &listener, &real.manifest, &files, &[], Join::Write(&real.joined));
     let line = run.assert_one_line_error();
+    assert_eq!(calls.len(), 1, "failed checks: no join job: {calls:?}");
     assert!(
         line.contains(
             "1 of 11 checks failed (listed above), first `objects`: segments/000000.mp4: no \
@@ -688,7 +885,9 @@ fn damage_planted_in_a_real_output_fails_the_check_that_looks_for_it() {
     );
     assert_eq!(ffprobe_packets(&project.dir, &keyless), (want, false), "the planted file");
     let (manifest, files) = replace(&real.manifest, &real.files, 1, keyless);
-    let line = plant(&project, &listener, &manifest, &files).assert_one_line_error();
+    let line = plant(&project, &listener, &manifest, &files, &[], Join::Write(&real.joined))
+        .0
+        .assert_one_line_error();
     assert!(
         line.contains(
             "1 of 11 checks failed (listed above), first `keyframes`: segments/000001.mp4: its \
@@ -699,69 +898,279 @@ fn damage_planted_in_a_real_output_fails_the_check_that_looks_for_it() {
     assert_eq!(project.keys(), Vec::<String>::new(), "every run's objects are deleted");
 }
 
-/// Runs itest on the fixture with the stand-in splitter, which gets `files` and then `manifest`
-/// written to its output prefix (with the SDK) before it succeeds.
+/// The join step on a real output (the split's checks all pass): a joined file with one byte
+/// of one video packet changed fails `join-video-packets` at that packet; a join job that fails
+/// is reported like a failed split job (its log tail, the splitter's error line, exit non-zero);
+/// `--no-join` submits no join job.
+#[test]
+fn a_joined_file_that_differs_or_a_failed_join_job_fails_itest() {
+    let real = real_output();
+    let project = Project::new("itjoin");
+    let listener = stand_in(&project);
+
+    // (d) Video packet 100 (decode order) of the real joined file with one byte of its data
+    // flipped, found by ffprobe's byte position: only its data hash changes.
+    let dir = &project.dir;
+    let joined = dir.join("joined.mp4");
+    std::fs::write(&joined, &real.joined).expect("write");
+    let positions = support::run(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pos,size"])
+            .args(["-of", "json"])
+            .arg(&joined),
+    );
+    positions.assert_success();
+    let listed: serde_json::Value = serde_json::from_str(&positions.stdout()).expect("JSON");
+    let packet = &listed["packets"][100];
+    let number = |v: &serde_json::Value| -> usize {
+        v.as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{listed}"))
+    };
+    let (pos, size) = (number(&packet["pos"]), number(&packet["size"]));
+    let mut damaged = real.joined.clone();
+    damaged[pos + size / 2] ^= 0xff;
+    let (run, calls) =
+        plant(&project, &listener, &real.manifest, &real.files, &[], Join::Write(&damaged));
+    let line = run.assert_one_line_error();
+    assert!(
+        line.contains(
+            "itest failed: the join job SUCCEEDED but 1 of 2 join checks failed (listed above), \
+             first `join-video-packets`: video: first difference at packet 100 (decode order, from \
+             0) in data: joined pts="
+        ),
+        "{line}"
+    );
+    let checks = check_lines(&run.stdout());
+    let failed: Vec<&str> = checks.iter().filter(|c| !c.0).map(|c| c.1.as_str()).collect();
+    assert_eq!(failed, ["join-video-packets"], "{}", run.stdout());
+    assert_eq!(checks.len(), CHECKS.len() + JOIN_CHECKS.len(), "{}", run.stdout());
+    // The join job got the split's output, its segments and the run's joined.mp4.
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let output = &calls[0][2];
+    let run_prefix = output.strip_suffix("/output").expect("…/output");
+    assert_eq!(
+        calls[1],
+        [
+            "join".to_owned(),
+            output.clone(),
+            format!("{output}/segments/"),
+            format!("{run_prefix}/joined.mp4")
+        ]
+    );
+
+    // (e) The join job fails as the splitter does when a processed segment has a frame too few.
+    let error = r#"{"timestamp":"2026-11-30T00:00:00Z","level":"ERROR","message":"segment 1 (000001.mp4): expected 48 frames (the frames it owns), found 47","exit_code":4,"kind":"not_a_video"}"#;
+    let (run, calls) =
+        plant(&project, &listener, &real.manifest, &real.files, &[], Join::Fail(error));
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let out = run.stdout();
+    let split_job = out
+        .lines()
+        .find_map(|l| l.strip_prefix("submitted job "))
+        .and_then(|l| l.split_whitespace().next())
+        .expect("the split job's name")
+        .to_owned();
+    run.assert_one_line_error_with(&[
+        &format!("itest failed: job {split_job}-join FAILED after "),
+        "the splitter says: segment 1 (000001.mp4): expected 48 frames (the frames it owns), \
+         found 47 (exit 4, not_a_video); see the log tail above",
+    ]);
+    assert_contains(
+        &out,
+        &[
+            &format!("submitted join job {split_job}-join ("),
+            "line(s) of the log:",
+            &format!("log            /aws/batch/job {}/default/", project.job_definition()),
+            "    | ERROR segment 1 (000001.mp4): expected 48 frames (the frames it owns), found 47 \
+             exit_code=4 kind=not_a_video",
+        ],
+    );
+    // The split's checks ran and passed; no join check ran.
+    let names: Vec<String> = check_lines(&out).into_iter().filter(|c| c.0).map(|c| c.1).collect();
+    assert_eq!(names, CHECKS, "{out}");
+    let jobs = project.jobs();
+    let status = |name: &str| jobs.iter().find(|j| j.1 == name).map(|j| j.2.clone());
+    assert_eq!(status(&split_job), Some(JobStatus::Succeeded), "{jobs:?}");
+    assert_eq!(status(&format!("{split_job}-join")), Some(JobStatus::Failed), "{jobs:?}");
+
+    // --no-join: the split only.
+    let (run, calls) =
+        plant(&project, &listener, &real.manifest, &real.files, &["--no-join"], Join::Fail(error));
+    run.assert_success();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    assert_contains(
+        &run.stdout(),
+        &["join skipped (--no-join)", "; 11 checks passed; join skipped (--no-join)"],
+    );
+    assert_eq!(project.keys(), Vec::<String>::new(), "every run's objects are deleted");
+}
+
+/// What the stand-in splitter does when the join job calls it.
+#[derive(Debug, Clone, Copy)]
+enum Join<'a> {
+    /// The test writes these bytes to the joined file's key; the job succeeds.
+    Write(&'a [u8]),
+    /// The job prints this line (its log) and exits 4, writing nothing.
+    Fail(&'a str),
+}
+
+/// A stand-in splitter image for `project` and a listener it calls: the local base image with
+/// an entry point that sends the test its arguments over TCP and exits 0 when the test answers
+/// `written` (after writing what a real splitter would), else prints the answer and exits 4. Like
+/// the real image, its command is the subcommand and its arguments, so the split job (the job
+/// definition's command) and the join job (the command override) both reach it. Registered as a
+/// new revision of the project's job definition.
+fn stand_in(project: &Project) -> TcpListener {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("a port for the stand-in splitter");
+    let port = listener.local_addr().expect("port").port();
+    let script = format!(
+        r#"#!/bin/bash
+# The stand-in splitter: tells the test its arguments, then does as the test answers.
+exec 3<>/dev/tcp/127.0.0.1/{port} || exit 9
+printf '%s\n' "$*" >&3
+read -r reply <&3
+[ "$reply" = written ] && exit 0
+printf '%s\n' "$reply"
+exit 4
+"#
+    );
+    // Earlier runs' stand-ins (`{prefix}{pid}-splitter-standin`); this process's stay.
+    let prefix: String = project.name.chars().take_while(|c| !c.is_ascii_digit()).collect();
+    remove_images(&prefix, Some(std::process::id()));
+    let image = format!("{}-splitter-standin:{port}", project.name);
+    let builder = format!("{}-standin-{port}", project.name);
+    let mut child = Command::new("docker")
+        .args(["run", "--interactive", "--name", &builder, &base_image(project.stack)])
+        .args(["bash", "-c", "cat > /usr/local/bin/stand-in && chmod 755 /usr/local/bin/stand-in"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("docker run");
+    child.stdin.take().expect("stdin").write_all(script.as_bytes()).expect("write the script");
+    assert!(child.wait().expect("docker run").success(), "cannot write the stand-in script");
+    docker(&[
+        "commit",
+        "--change",
+        r#"ENTRYPOINT ["/usr/local/bin/stand-in"]"#,
+        "--change",
+        "CMD []",
+        &builder,
+        &image,
+    ]);
+    docker(&["rm", &builder]);
+    project.register(
+        &image,
+        &["split", "Ref::input", "Ref::output", "--segment-seconds", "Ref::segment_seconds"],
+    );
+    listener
+}
+
+/// Runs itest (with `args`) on the fixture with the stand-in splitter ([`stand_in`]): the split
+/// job gets `files` and then `manifest` written to its output prefix (with the SDK) before it
+/// succeeds; the join job, if itest submits one, does as `join` says. Returns itest's run and
+/// the arguments of each call of the stand-in, in order.
 fn plant(
     project: &Project,
     listener: &TcpListener,
     manifest: &serde_json::Value,
     files: &[File],
-) -> support::Run {
+    args: &[&str],
+    join: Join<'_>,
+) -> (support::Run, Vec<Vec<String>>) {
     let _heavy = support::docker_lock();
     let mut cmd = project.xtask(&["itest", "--timeout", "5m"]);
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
     let command = format!("{cmd:?}");
     let mut child = cmd.spawn().expect("run xtask itest");
     listener.set_nonblocking(true).expect("nonblocking");
-    let deadline = Instant::now() + Duration::from_secs(180);
-    let stream = loop {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    let mut calls = Vec::new();
+    loop {
         match listener.accept() {
-            Ok((stream, _)) => break stream,
+            Ok((stream, _)) => {
+                calls.push(answer(project, &stream, manifest, files, join));
+                continue;
+            }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
             Err(e) => panic!("accept: {e}"),
         }
-        if child.try_wait().expect("itest status").is_some() || Instant::now() > deadline {
+        if child.try_wait().expect("itest status").is_some() {
+            break;
+        }
+        if Instant::now() > deadline {
             let _ = child.kill();
             let out = child.wait_with_output().expect("itest output");
             panic!(
-                "the stand-in splitter never called:\n{}\n{}",
+                "itest did not finish within 300 s (stand-in calls: {calls:?}):\n{}\n{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
-    };
+    }
+    let output = child.wait_with_output().expect("itest output");
+    (support::Run { command, output }, calls)
+}
+
+/// One call of the stand-in splitter: its arguments; writes what it would have written and
+/// answers it.
+fn answer(
+    project: &Project,
+    stream: &std::net::TcpStream,
+    manifest: &serde_json::Value,
+    files: &[File],
+    join: Join<'_>,
+) -> Vec<String> {
     stream.set_nonblocking(false).expect("blocking");
     stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
-    let mut uri = String::new();
-    BufReader::new(&stream).read_line(&mut uri).expect("the output URI");
-    let prefix = uri
-        .trim()
-        .strip_prefix(&format!("s3://{}/", project.bucket()))
-        .unwrap_or_else(|| panic!("not an output in the bucket: {uri}"))
-        .to_owned();
+    let mut line = String::new();
+    BufReader::new(stream).read_line(&mut line).expect("the stand-in's arguments");
+    let args: Vec<String> = line.split_whitespace().map(str::to_owned).collect();
+    let bucket = format!("s3://{}/", project.bucket());
+    let key_of = |uri: &str| {
+        uri.strip_prefix(&bucket)
+            .unwrap_or_else(|| panic!("not in the bucket: {uri} ({args:?})"))
+            .to_owned()
+    };
     let aws = project.stack.aws();
-    let manifest = serde_json::to_vec_pretty(manifest).expect("manifest JSON");
-    let meta = Some(sha256_hex(&manifest));
-    for (path, bytes, meta) in files
-        .iter()
-        .map(|f| (f.path.as_str(), f.bytes.clone(), f.meta_sha256.clone()))
-        .chain([("manifest.json", manifest, meta)])
-    {
+    let put = |key: String, bytes: Vec<u8>, meta: Option<String>| {
         let mut put = aws
             .s3()
             .put_object()
             .bucket(project.bucket())
-            .key(format!("{prefix}/{path}"))
+            .key(&key)
             .body(aws_sdk_s3::primitives::ByteStream::from(bytes));
         if let Some(sha) = meta {
             put = put.metadata("sha256", sha);
         }
-        aws.block_on(put.send()).unwrap_or_else(|e| panic!("put {prefix}/{path}: {e}"));
-    }
-    (&stream).write_all(b"written\n").expect("tell the stand-in");
-    let output = child.wait_with_output().expect("itest output");
-    support::Run { command, output }
+        aws.block_on(put.send()).unwrap_or_else(|e| panic!("put {key}: {e}"));
+    };
+    let reply = match args.first().map(String::as_str) {
+        // split INPUT OUTPUT --segment-seconds N
+        Some("split") => {
+            let prefix = key_of(&args[2]);
+            let manifest = serde_json::to_vec_pretty(manifest).expect("manifest JSON");
+            let meta = Some(sha256_hex(&manifest));
+            for (path, bytes, meta) in files
+                .iter()
+                .map(|f| (f.path.as_str(), f.bytes.clone(), f.meta_sha256.clone()))
+                .chain([("manifest.json", manifest, meta)])
+            {
+                put(format!("{prefix}/{path}"), bytes, meta);
+            }
+            "written".to_owned()
+        }
+        // join SPLIT_OUTPUT PROCESSED OUTPUT_FILE
+        Some("join") => match join {
+            Join::Write(bytes) => {
+                put(key_of(&args[3]), bytes.to_vec(), None);
+                "written".to_owned()
+            }
+            Join::Fail(line) => line.to_owned(),
+        },
+        _ => panic!("the stand-in was called with {args:?}"),
+    };
+    let mut stream = stream;
+    stream.write_all(format!("{reply}\n").as_bytes()).expect("answer the stand-in");
+    args
 }
 
 /// `files[i]` replaced by `bytes`, with the manifest's size and sha256 and the metadata to match.

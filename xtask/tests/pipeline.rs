@@ -254,7 +254,12 @@ fn the_local_pipeline_runs_end_to_end_and_a_second_run_changes_nothing() {
     assert!(
         summary_row(&out2, "itest")
             .expect("itest")
-            .contains(" s  ok    passed: 2 segments + 1 audio"),
+            .contains(" s  ok    passed: 2 segments + 1 audio, 11 checks (job "),
+        "{out2}"
+    );
+    // The join round trip ran too.
+    assert!(
+        summary_row(&out2, "itest").expect("itest").contains(" s), joined back identical (job "),
         "{out2}"
     );
     assert_eq!(summary_value(&out2, "image digest"), Some(digest.as_str()));

@@ -1,7 +1,8 @@
-//! The job's output (step 6) and the run's objects (step 7): `manifest.json` and every object it
-//! lists downloaded and hashed, each segment's video packets listed by the host's ffprobe (in a
-//! private scratch directory), every key under the output prefix listed, and the run's prefix
-//! deleted. These are the facts [`super::verify`] checks.
+//! The job's output (step 6) and the run's objects (steps 7 and 8): `manifest.json` and every
+//! object it lists downloaded and hashed, each segment's video packets listed by the host's
+//! ffprobe (in a private scratch directory), every key under the output prefix listed, the joined
+//! file downloaded, and the run's prefix deleted. These are the facts [`super::verify`] and
+//! [`super::join`] check.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -183,10 +184,10 @@ async fn read_manifest(
 }
 
 /// A private temporary directory for the downloaded segments, removed when dropped.
-struct Scratch(PathBuf);
+pub(super) struct Scratch(PathBuf);
 
 impl Scratch {
-    fn create() -> Result<Scratch> {
+    pub(super) fn create() -> Result<Scratch> {
         let dir = std::env::temp_dir().join(format!(
             "xtask-itest-{}-{}",
             std::process::id(),
@@ -198,7 +199,7 @@ impl Scratch {
     }
 
     /// Where the copy of a manifest path goes (its file name kept: `000001.mp4`).
-    fn file_for(&self, path: &str) -> PathBuf {
+    pub(super) fn file_for(&self, path: &str) -> PathBuf {
         self.0.join(path.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("segment"))
     }
 }
@@ -285,6 +286,16 @@ async fn stored_object(
     })
 }
 
+/// Step 7: downloads `key` to `file`; its size, `None` when there is no such object.
+pub(super) async fn download(
+    aws: &Aws,
+    bucket: &str,
+    key: &str,
+    file: &Path,
+) -> Result<Option<u64>> {
+    Ok(stored_object(&aws.s3(), bucket, key, key, Some(file)).await?.bytes)
+}
+
 async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Result<Vec<String>> {
     let mut pages = s3.list_objects_v2().bucket(bucket).prefix(prefix).into_paginator().send();
     let mut keys = Vec::new();
@@ -297,7 +308,7 @@ async fn list_keys(s3: &aws_sdk_s3::Client, bucket: &str, prefix: &str) -> Resul
     Ok(keys)
 }
 
-/// Step 7: deletes every object under `prefix`; returns how many.
+/// Step 8: deletes every object under `prefix`; returns how many.
 pub(super) async fn delete_prefix(aws: &Aws, bucket: &str, prefix: &str) -> Result<usize> {
     use aws_sdk_s3::types::{Delete, ObjectIdentifier};
     let s3 = aws.s3();

@@ -116,6 +116,7 @@ impl Itest {
             .value("--timeout", format_duration(self.timeout))
             .option("--segment-seconds", self.segment_seconds.as_ref())
             .switch("--keep", self.keep)
+            .switch("--no-join", self.no_join)
             .option("--log-lines", Some(self.log_lines).filter(|n| *n != ITEST_LOG_LINES))
             .switch("--dry-run", self.dry_run)
             .finish()
@@ -236,6 +237,7 @@ mod tests {
             timeout: Duration::from_secs(5400),
             segment_seconds: None,
             keep: true,
+            no_join: false,
             log_lines: ITEST_LOG_LINES,
             dry_run: false,
         };
@@ -289,6 +291,7 @@ mod tests {
         round_trip(&deploy, &deploy.command_line());
         itest.segment_seconds = Some("4".into());
         itest.log_lines = 7;
+        itest.no_join = true;
         itest.dry_run = true;
         round_trip(&itest, &itest.command_line());
     }
