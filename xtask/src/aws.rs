@@ -122,6 +122,15 @@ impl Aws {
         }
         aws_sdk_cloudwatchlogs::Client::from_conf(conf.build())
     }
+    /// KMS: the image signing key (`Sign`, `GetPublicKey`). Recorded calls name the key they
+    /// used (`KMS:Sign alias/…`): the deploy role may use only its environment's signing key.
+    pub fn kms(&self) -> aws_sdk_kms::Client {
+        let mut conf = aws_sdk_kms::config::Builder::from(&self.config);
+        if let Some(recorder) = RecordCalls::from_env() {
+            conf = conf.interceptor(recorder.with_resource(kms_key_id));
+        }
+        aws_sdk_kms::Client::from_conf(conf.build())
+    }
     pub fn s3(&self) -> aws_sdk_s3::Client {
         let mut conf = aws_sdk_s3::config::Builder::from(&self.config)
             .force_path_style(self.endpoint_url().is_some());
@@ -188,19 +197,39 @@ pub const RECORD_CALLS_VAR: &str = "XTASK_RECORD_AWS_CALLS";
 
 /// Appends `Service:Operation` (e.g. `ECR:PutImage`, `CloudWatch Logs:GetLogEvents`) to the
 /// file `XTASK_RECORD_AWS_CALLS` names, once per SDK operation a client starts (retries are not
-/// counted again), whether it succeeds or not. `cargo xtask iam-policy --check FILE` then says
-/// whether the deploy role's policy allows each call; the IAM coverage test drives it.
+/// counted again), whether it succeeds or not. KMS calls also name the key they were given, after
+/// a space (`KMS:Sign alias/upscaler-splitter-signing-dev`): the policy allows one key only.
+/// `cargo xtask iam-policy --check FILE` then says whether the deploy role's policy allows each
+/// call; the IAM coverage test drives it.
 #[derive(Debug, Clone)]
 struct RecordCalls {
     path: std::path::PathBuf,
+    /// The resource an operation's input names, for services whose policy is per resource.
+    resource: Option<fn(&Input) -> Option<String>>,
 }
 
 impl RecordCalls {
     fn from_env() -> Option<RecordCalls> {
         std::env::var_os(RECORD_CALLS_VAR)
             .filter(|p| !p.is_empty())
-            .map(|p| RecordCalls { path: p.into() })
+            .map(|p| RecordCalls { path: p.into(), resource: None })
     }
+
+    fn with_resource(self, resource: fn(&Input) -> Option<String>) -> RecordCalls {
+        RecordCalls { resource: Some(resource), ..self }
+    }
+}
+
+/// The `KeyId` of the KMS operations that take one on the signing key (`Sign`, `GetPublicKey`,
+/// `Verify`, `DescribeKey`), as the caller gave it (an alias name, key id or ARN).
+fn kms_key_id(input: &Input) -> Option<String> {
+    use aws_sdk_kms::operation::{describe_key, get_public_key, sign, verify};
+    let key = None
+        .or_else(|| input.downcast_ref::<sign::SignInput>().map(|i| i.key_id()))
+        .or_else(|| input.downcast_ref::<get_public_key::GetPublicKeyInput>().map(|i| i.key_id()))
+        .or_else(|| input.downcast_ref::<verify::VerifyInput>().map(|i| i.key_id()))
+        .or_else(|| input.downcast_ref::<describe_key::DescribeKeyInput>().map(|i| i.key_id()));
+    key.flatten().map(str::to_owned)
 }
 
 impl Intercept for RecordCalls {
@@ -212,13 +241,23 @@ impl Intercept for RecordCalls {
     // configuration (which holds its `Metadata`) is applied. This runs once per operation too.
     fn read_before_serialization(
         &self,
-        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        context: &BeforeSerializationInterceptorContextRef<'_>,
         _components: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         use std::io::Write;
         let Some(meta) = cfg.load::<Metadata>() else { return Ok(()) };
-        let line = format!("{}:{}\n", meta.service(), meta.name());
+        let resource = self.resource.and_then(|of| of(context.input()));
+        let line = match resource.filter(|r| !r.is_empty()) {
+            // A key id never holds whitespace; the line stays one line whatever it is.
+            Some(r) => format!(
+                "{}:{} {}\n",
+                meta.service(),
+                meta.name(),
+                r.replace(char::is_whitespace, "_")
+            ),
+            None => format!("{}:{}\n", meta.service(), meta.name()),
+        };
         let mut file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
         // One write per line: processes recording into one file do not interleave lines.
         file.write_all(line.as_bytes())?;
@@ -228,7 +267,9 @@ impl Intercept for RecordCalls {
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, Input,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_types::config_bag::ConfigBag;
 
@@ -328,7 +369,34 @@ fn integer_timestamps(json: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::{integer_timestamps, lookup, parse_env_file};
+    use super::{Aws, RecordCalls, integer_timestamps, kms_key_id, lookup, parse_env_file};
+
+    #[test]
+    fn kms_calls_are_recorded_with_the_key_they_name() {
+        let file = std::env::temp_dir().join(format!("xtask-record-kms-{}", std::process::id()));
+        let _ = std::fs::remove_file(&file);
+        // Nothing listens on port 1: each call fails after the recorder wrote its line.
+        let aws = Aws::local("us-east-1", "http://127.0.0.1:1").expect("config");
+        let recorder = RecordCalls { path: file.clone(), resource: None }.with_resource(kms_key_id);
+        let conf = aws_sdk_kms::config::Builder::from(&aws.config)
+            .retry_config(aws_smithy_types::retry::RetryConfig::disabled())
+            .interceptor(recorder)
+            .build();
+        let kms = aws_sdk_kms::Client::from_conf(conf);
+        let alias = "alias/upscaler-splitter-signing-dev";
+        let message = aws_smithy_types::Blob::new(b"payload".to_vec());
+        let _ = aws.block_on(kms.sign().key_id(alias).message(message).send());
+        let _ = aws.block_on(kms.get_public_key().key_id("arn:aws:kms:us-east-1:1:key/k1").send());
+        let _ = aws.block_on(kms.list_keys().send());
+        let text = std::fs::read_to_string(&file).expect("recorded calls");
+        let _ = std::fs::remove_file(&file);
+        assert_eq!(
+            text,
+            "KMS:Sign alias/upscaler-splitter-signing-dev\n\
+             KMS:GetPublicKey arn:aws:kms:us-east-1:1:key/k1\n\
+             KMS:ListKeys\n"
+        );
+    }
 
     #[test]
     fn the_overlay_lookup_takes_the_last_value() {

@@ -11,6 +11,7 @@
 //! | S3 bucket (itest data)      | `{project}-splitter-{env}-data`               | ours  |
 //! | IAM role (Batch job)        | `{project}-splitter-job-role-{env}`           | ours  |
 //! | IAM role (Batch service)    | `{project}-splitter-batch-service-role-{env}` | ours  |
+//! | KMS key alias (signing)     | `alias/{project}-splitter-signing-{env}`      | ours  |
 //! | local base image            | `{project}-base:trixie`                       | ours  |
 //! | local splitter image        | `{project}-splitter:{git sha}[-dirty]`        | ours  |
 //!
@@ -92,6 +93,11 @@ impl Target {
     pub fn batch_service_role(&self) -> String {
         format!("{}-splitter-batch-service-role-{}", self.project, self.env)
     }
+    /// The alias of the KMS key (ECC_NIST_P256, SIGN_VERIFY) that signs the environment's images;
+    /// the deploy role may use only the key this alias names (`iam_policy`).
+    pub fn signing_key_alias(&self) -> String {
+        format!("alias/{}-splitter-signing-{}", self.project, self.env)
+    }
     /// Tags every resource carries (Terraform's `default_tags`).
     pub fn tags(&self) -> Vec<(&'static str, String)> {
         vec![
@@ -118,7 +124,7 @@ pub fn local_base_image(project: &str) -> String {
 /// registry storage and the `env` file. Tests run private stacks on other ports and directories.
 #[derive(Debug, Clone, Args)]
 pub struct LocalStack {
-    /// Port of the moto server (S3, ECR, Batch, IAM, STS, CloudWatch Logs) on 127.0.0.1.
+    /// Port of the moto server (S3, ECR, Batch, IAM, STS, CloudWatch Logs, KMS) on 127.0.0.1.
     #[arg(long, env = "SPLITTER_MOTO_PORT", default_value_t = 4566)]
     pub moto_port: u16,
     /// Port of the Distribution registry on 127.0.0.1.
@@ -165,6 +171,7 @@ mod tests {
         let prod = target(Env::Prod);
         assert_eq!(prod.ecr_repository(), "upscaler-splitter-prod-ecr");
         assert_eq!(prod.job_queue(), "upscaler-splitter-queue-prod");
+        assert_eq!(prod.signing_key_alias(), "alias/upscaler-splitter-signing-prod");
     }
 
     #[test]
@@ -175,6 +182,7 @@ mod tests {
         assert_eq!(staging.bucket(), "acme-splitter-staging-data");
         assert_eq!(staging.job_role(), "acme-splitter-job-role-staging");
         assert_eq!(staging.batch_service_role(), "acme-splitter-batch-service-role-staging");
+        assert_eq!(staging.signing_key_alias(), "alias/acme-splitter-signing-staging");
         assert_eq!(local_image_name("acme"), "acme-splitter");
         assert_eq!(local_base_image("acme"), "acme-base:trixie");
         let tags = staging.tags();
@@ -191,6 +199,20 @@ mod tests {
             assert!(
                 name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
                 "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn signing_key_aliases_are_valid_kms_aliases() {
+        // KMS: `alias/` then letters, digits, `/`, `_`, `-`; 256 chars at most; not `alias/aws/`.
+        for env in [Env::Dev, Env::Staging, Env::Prod] {
+            let alias = target(env).signing_key_alias();
+            let name = alias.strip_prefix("alias/").expect("alias/ prefix");
+            assert!(alias.len() <= 256 && !name.starts_with("aws/"), "{alias}");
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || "/_-".contains(c)),
+                "{alias}"
             );
         }
     }

@@ -4,6 +4,10 @@
 //! Running jobs are not touched; jobs submitted afterwards (by name) run the new revision. The
 //! new revision records the revision it replaced (tag `splitter:previous-revision`), which is
 //! where `cargo xtask rollback` goes back to.
+//!
+//! Only a signed image is deployed: its `.sig` must verify with the environment's KMS key
+//! ([`crate::sign::check_deployable`]); `--allow-unsigned` overrides that with a warning, and the
+//! revision records which it was (tag `splitter:signature`).
 
 use anyhow::Result;
 use clap::Args;
@@ -14,6 +18,7 @@ use crate::build_record::BuildRecord;
 use crate::config::Target;
 use crate::ecr::{self, Registry};
 use crate::jobdef::{self, Change, Properties, Rules, TAG_IMAGE_TAG, TAG_PREVIOUS_REVISION};
+use crate::sign;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -53,6 +58,10 @@ pub(crate) struct RegisterFlags {
     /// Confirm a prod deploy or rollback.
     #[arg(long)]
     pub(crate) yes: bool,
+    /// Register even when the image carries no valid signature by the environment's key
+    /// (prints a warning and records `splitter:signature` = unverified on the revision).
+    #[arg(long)]
+    pub(crate) allow_unsigned: bool,
 }
 
 impl RegisterFlags {
@@ -80,14 +89,22 @@ impl Deploy {
         };
         let aws = Aws::load(&self.target.region)?;
         let registry = Registry::from_env(&aws)?;
-        let change = aws.block_on(plan(&aws, &registry, &self.target, &tag))?;
+        let change =
+            aws.block_on(plan(&aws, &registry, &self.target, &tag, self.register.allow_unsigned))?;
         change.apply(&aws, &self.target, self.register.rules())?;
         Ok(())
     }
 }
 
-/// The latest ACTIVE revision with the image `tag`, after checking ECR has that tag.
-async fn plan(aws: &Aws, registry: &Registry, target: &Target, tag: &str) -> Result<Change> {
+/// The latest ACTIVE revision with the image `tag`, after checking ECR has that tag and that it
+/// is signed by the environment's key (or `allow_unsigned`).
+async fn plan(
+    aws: &Aws,
+    registry: &Registry,
+    target: &Target,
+    tag: &str,
+    allow_unsigned: bool,
+) -> Result<Change> {
     let batch = aws.batch();
     let current = jobdef::latest_active(&batch, target).await?;
     let ecr = aws.ecr();
@@ -101,12 +118,15 @@ async fn plan(aws: &Aws, registry: &Registry, target: &Target, tag: &str) -> Res
             target.env
         );
     };
+    let signature =
+        sign::check_deployable(aws, registry, &repo, target, &digest, allow_unsigned).await?;
     let image = registry.image_uri(&repo, tag);
     let revision = current.revision().unwrap_or(0);
     let mut next = Properties::from_described(&current)
         .with_image(&target.job_definition(), &image)?
         .with_tag(TAG_PREVIOUS_REVISION, revision.to_string())
-        .with_tag(TAG_IMAGE_TAG, tag);
+        .with_tag(TAG_IMAGE_TAG, tag)
+        .with_tag(sign::TAG_SIGNATURE, signature);
     if let Some(tags) = next.tags.as_mut() {
         tags.remove(jobdef::TAG_SOURCE_REVISION);
     }

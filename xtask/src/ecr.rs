@@ -29,7 +29,7 @@ use crate::aws::{Aws, sdk_error};
 
 mod local_registry;
 
-use local_registry::registry_manifest;
+use local_registry::{registry_manifest, registry_put_artifact};
 
 /// The environment variable of the local switch.
 pub const LOCAL_REGISTRY_VAR: &str = "SPLITTER_LOCAL_REGISTRY";
@@ -95,6 +95,99 @@ impl Registry {
             Registry::Local(host) => registry_manifest(host, &repo.name, tag),
         }
     }
+}
+
+impl Registry {
+    /// Stores a small artifact (cosign's `.sig`/`.att`: `blobs` by digest, then `manifest`)
+    /// under `tag` where the repository's images are: the local registry's HTTP API, then
+    /// ECR's tag (`PutImage`) locally; ECR's layer upload API (`InitiateLayerUpload`,
+    /// `UploadLayerPart`, `CompleteLayerUpload`, skipping layers it has) and `PutImage` on AWS.
+    pub async fn put_artifact(
+        &self,
+        ecr: &aws_sdk_ecr::Client,
+        repo: &Repository,
+        blobs: &BTreeMap<String, Vec<u8>>,
+        manifest: &Manifest,
+        tag: &str,
+    ) -> Result<TagOutcome> {
+        match self {
+            Registry::Local(host) => registry_put_artifact(host, &repo.name, blobs, manifest, tag)?,
+            Registry::Ecr => upload_layers(ecr, repo, blobs).await?,
+        }
+        put_tag(ecr, repo, manifest, tag).await
+    }
+}
+
+/// Uploads `blobs` to an ECR repository with its layer API (each in one part: artifacts are
+/// small), skipping those ECR already has.
+async fn upload_layers(
+    ecr: &aws_sdk_ecr::Client,
+    repo: &Repository,
+    blobs: &BTreeMap<String, Vec<u8>>,
+) -> Result<()> {
+    use aws_sdk_ecr::primitives::Blob;
+    use aws_sdk_ecr::types::LayerAvailability;
+    let permission = |call: &str| {
+        format!(
+            "cannot upload to {} (ecr:{call}): check that the role has ecr:{call} on it",
+            repo.name
+        )
+    };
+    let digests: Vec<String> = blobs.keys().cloned().collect();
+    let available = ecr
+        .batch_check_layer_availability()
+        .repository_name(&repo.name)
+        .set_layer_digests(Some(digests))
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| permission("BatchCheckLayerAvailability"))?;
+    for (digest, bytes) in blobs {
+        let there = available.layers().iter().any(|l| {
+            l.layer_digest() == Some(digest.as_str())
+                && l.layer_availability() == Some(&LayerAvailability::Available)
+        });
+        if there {
+            continue;
+        }
+        let upload = ecr
+            .initiate_layer_upload()
+            .repository_name(&repo.name)
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| permission("InitiateLayerUpload"))?;
+        let id = upload.upload_id().context("ECR returned no upload id")?.to_owned();
+        let last = i64::try_from(bytes.len()).unwrap_or(i64::MAX).saturating_sub(1);
+        ecr.upload_layer_part()
+            .repository_name(&repo.name)
+            .upload_id(&id)
+            .part_first_byte(0)
+            .part_last_byte(last)
+            .layer_part_blob(Blob::new(bytes.clone()))
+            .send()
+            .await
+            .map_err(sdk_error)
+            .with_context(|| permission("UploadLayerPart"))?;
+        let completed = ecr
+            .complete_layer_upload()
+            .repository_name(&repo.name)
+            .upload_id(&id)
+            .layer_digests(digest)
+            .send()
+            .await;
+        match completed {
+            Ok(_) => {}
+            Err(err)
+                if err
+                    .as_service_error()
+                    .is_some_and(|e| e.is_layer_already_exists_exception()) => {}
+            Err(err) => {
+                return Err(sdk_error(err)).with_context(|| permission("CompleteLayerUpload"));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// An image manifest exactly as the registry stores it.

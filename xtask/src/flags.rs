@@ -2,7 +2,7 @@
 //! with its own clap arguments (`xtask::local::Local`, …).
 
 use clap::{Parser, Subcommand};
-use xtask::{deploy, iam_policy, image, itest, local, pipeline, push, rollback, scan, test};
+use xtask::{deploy, iam_policy, image, itest, local, pipeline, push, rollback, scan, sign, test};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,13 +29,15 @@ pub enum Cmd {
     Scan(scan::Scan),
     /// Push the built image to the environment's ECR repository.
     Push(push::Push),
+    /// Sign the pushed image with the environment's KMS key (cosign format) and attest its SBOM.
+    Sign(sign::Sign),
     /// Register a new Batch job definition revision that runs a pushed image.
     Deploy(deploy::Deploy),
     /// Go back to the job definition (and image) that ran before the last deploy.
     Rollback(rollback::Rollback),
     /// Run a real Batch job on a test video, verify its segments and join them back.
     Itest(itest::Itest),
-    /// Run image → scan → push → deploy → itest, stopping at the first failure.
+    /// Run image → scan → push → sign → deploy → itest, stopping at the first failure.
     Pipeline(pipeline::Pipeline),
     /// Print the least-privilege IAM policy and OIDC trust policy the deploy role needs.
     IamPolicy(iam_policy::IamPolicy),

@@ -5,7 +5,9 @@
 //! - the **permissions policy**: exactly the actions those commands call (through the SDK, and
 //!   through `docker push` for the ECR layer upload), each on the environment's own resources
 //!   (its ECR repository, job definition, job queue, data bucket, the job log streams, `PassRole`
-//!   on its job role only); `*` only where AWS has no resource-level permission;
+//!   on its job role only, `kms:Sign` and `kms:GetPublicKey` on the one key whose aliases include
+//!   its signing key alias: `kms:ResourceAliases`); `*` only where AWS has no resource-level
+//!   permission;
 //! - the **trust policy**: GitHub's OIDC provider, audience `sts.amazonaws.com`, and a subject
 //!   that is this repository's GitHub environment of the same name, so only a job running in
 //!   the `prod` environment (after its reviewers approved) can act as the prod role, and pull
@@ -33,7 +35,7 @@ mod check;
 mod documents;
 
 use check::check_calls;
-pub use check::{allowing_statement, iam_action};
+pub use check::{allowing_statement, allowing_statement_on_key, iam_action};
 pub use documents::{partition, permissions_policy, trust_policy};
 
 /// Where `cargo xtask itest` puts its runs in the environment's bucket (`itest/{stamp}-{random}`):

@@ -36,6 +36,7 @@ pub mod proc;
 pub mod push;
 pub mod rollback;
 pub mod scan;
+pub mod sign;
 pub mod test;
 pub(crate) mod time;
 pub(crate) mod tools;

@@ -1,8 +1,9 @@
 //! `cargo xtask local up | down | status | env`: the local AWS stack.
 //!
 //! - moto (`python3 -m moto.server`, pinned in [`crate::tools`]) on 127.0.0.1: S3, ECR, Batch,
-//!   IAM, STS and CloudWatch Logs on one port. `MOTO_DOCKER_NETWORK_MODE=host`, so the Batch job
-//!   containers it starts through Docker reach it at 127.0.0.1.
+//!   IAM, STS, CloudWatch Logs and KMS on one port. `MOTO_DOCKER_NETWORK_MODE=host`, so the Batch
+//!   job containers it starts through Docker reach it at 127.0.0.1. It runs with xtask's fix of
+//!   its KMS `Sign`/`Verify` (`MessageType=DIGEST`, the 4096-byte limit; see [`servers`]).
 //! - a Distribution registry (Debian's `docker-registry`) on 127.0.0.1 with a config we write:
 //!   moto's ECR has no registry API, so images go there and their manifests into ECR.
 //! - Docker Engine: checked, and started when down and we are root (never stopped: it is shared).
@@ -12,7 +13,8 @@
 //!   [`definitions`]), and an `env` file for other shells.
 //!
 //! Everything lives in the state directory (default `target/xtask/local/`): `moto.pid`,
-//! `registry.pid`, `watch.pid`, their logs, `registry.yml`, the registry's storage and `env`.
+//! `registry.pid`, `watch.pid`, their logs, `registry.yml`, `xtask_moto_kms_fix.py`, the
+//! registry's storage and `env`.
 //! `down` stops exactly the PIDs found there (checking each is still the process we started);
 //! starting, finding and stopping the servers is [`servers`]'.
 
@@ -252,6 +254,7 @@ impl Up {
                 ("batch compute env", self.target.compute_environment()),
                 ("batch job queue", self.target.job_queue()),
                 ("batch job definition", self.target.job_definition()),
+                ("kms signing key", self.target.signing_key_alias()),
             ] {
                 dry.would(format_args!("create if missing: {kind} {name}"));
             }

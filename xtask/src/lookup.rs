@@ -2,6 +2,8 @@
 //! one does not. The local stack's seeding and `local status` ([`crate::local`]) read every one;
 //! itest's preflight reads the job queue and the bucket with the same calls.
 //!
+//! The signing key is read by its alias ([`read_key_by_alias`], local stack only).
+//!
 //! The `read_*` lookups say in their error what failed. [`bucket_exists`] and [`find_job_queue`]
 //! leave that to the caller: itest's messages name the permission to check. The ECR repository
 //! is [`crate::ecr::find_repository`]'s (push and rollback read it too); job definitions are
@@ -69,6 +71,22 @@ pub async fn read_compute_environment(
         .iter()
         .find(|c| c.compute_environment_name() == Some(name))
         .cloned())
+}
+
+/// The KMS key an alias names (`DescribeKey` by alias name). For the local stack's seeding and
+/// status only: the deploy role has no `kms:DescribeKey` (it uses the key with `kms:Sign` and
+/// reads it with `kms:GetPublicKey`, both by alias).
+pub async fn read_key_by_alias(
+    kms: &aws_sdk_kms::Client,
+    alias: &str,
+) -> Result<Option<aws_sdk_kms::types::KeyMetadata>> {
+    match kms.describe_key().key_id(alias).send().await {
+        Ok(out) => Ok(out.key_metadata().cloned()),
+        Err(err) if err.as_service_error().is_some_and(|e| e.is_not_found_exception()) => Ok(None),
+        Err(err) => {
+            Err(sdk_error(err)).with_context(|| format!("cannot describe the KMS key {alias}"))
+        }
+    }
 }
 
 /// The job queue, the error naming it.

@@ -46,6 +46,7 @@ fn run(cmd: Cmd, sh: &Shell) -> Result<()> {
         Cmd::Image(cmd) => cmd.run(sh),
         Cmd::Scan(cmd) => cmd.run(sh),
         Cmd::Push(cmd) => cmd.run(sh),
+        Cmd::Sign(cmd) => cmd.run(sh),
         Cmd::Deploy(cmd) => cmd.run(sh),
         Cmd::Rollback(cmd) => cmd.run(sh),
         Cmd::Itest(cmd) => cmd.run(sh),

@@ -1,10 +1,10 @@
-//! `cargo xtask pipeline`: image → scan → push → deploy → itest, the deployment guide's stages in
-//! order, stopping at the first failure with the stage named; `--local` first brings the local
+//! `cargo xtask pipeline`: image → scan → push → sign → deploy → itest, the deployment guide's
+//! stages in order (sign added by issue 11: only a signed image is deployed), stopping at the first failure with the stage named; `--local` first brings the local
 //! stack up. The README's main command: `cargo xtask pipeline --local`.
 //!
 //! Each stage is a command's own `run`, called in this process (no `cargo xtask` subprocess) on
 //! the command's typed arguments (`local::Up`, `image::Image`, `scan::Scan`, `push::Push`,
-//! `deploy::Deploy`, `itest::Itest`), so errors are the individual commands'. Each stage's header
+//! `sign::Sign`, `deploy::Deploy`, `itest::Itest`), so errors are the individual commands'. Each stage's header
 //! shows the equivalent command line, made from those arguments ([`command_lines`], whose test
 //! parses every such line back with the command's own clap definition, so a shown line means what
 //! the stage runs). The summary table at the end is [`summary`]'s.
@@ -37,6 +37,7 @@ use crate::local::Up;
 use crate::push::Push;
 use crate::scan::Scan;
 use crate::scan::trivy_db::Severity;
+use crate::sign::Sign;
 use crate::time::parse_duration;
 use crate::{ecr, jobdef, scan, tools};
 use summary::{Facts, Row, print_summary, stopped};
@@ -61,6 +62,7 @@ pub enum Stage {
     Image,
     Scan,
     Push,
+    Sign,
     Deploy,
     Itest,
 }
@@ -71,6 +73,7 @@ impl Stage {
             Stage::Image => "image",
             Stage::Scan => "scan",
             Stage::Push => "push",
+            Stage::Sign => "sign",
             Stage::Deploy => "deploy",
             Stage::Itest => "itest",
         }
@@ -80,14 +83,14 @@ impl Stage {
 #[derive(Debug, Args)]
 #[command(after_help = "\
 Examples:
-  cargo xtask pipeline --local                     # fresh machine: stack, image, scan, push, deploy, itest
+  cargo xtask pipeline --local                     # fresh machine: stack, image, scan, push, sign, deploy, itest
   cargo xtask pipeline --local --allow-dirty       # with uncommitted changes (tags end in -dirty)
   cargo xtask pipeline --env staging               # real AWS (credentials from the default chain)
   cargo xtask pipeline --env prod --yes --skip itest
   cargo xtask pipeline --local --dry-run           # print the stages' commands only
 
-Each stage runs the same code as its own command (`cargo xtask image`, `scan`, `push`, `deploy`,
-`itest`); the first failure stops the pipeline and names the stage. A summary table follows:
+Each stage runs the same code as its own command (`cargo xtask image`, `scan`, `push`, `sign`,
+`deploy`, `itest`); the first failure stops the pipeline and names the stage. A summary table follows:
 each stage's time and result, the image digest, the job definition revision, the itest result.")]
 pub struct Pipeline {
     #[command(flatten)]
@@ -199,7 +202,7 @@ impl Pipeline {
         let mut progress = Progress {
             rows: Vec::new(),
             n: 0,
-            total: 5 + usize::from(self.local),
+            total: 6 + usize::from(self.local),
             skip: self.skip.clone(),
         };
         let mut facts = Facts::default();
@@ -234,14 +237,19 @@ impl Pipeline {
         let line = push.command_line();
         p.stage(Stage::Push, &line, || in_process(dry, &line, || push_image(sh, push, facts)))?;
 
-        // 4. deploy
+        // 4. sign (the image, and the scan's SBOM as an attestation)
+        let sign = self.sign_args();
+        let line = sign.command_line();
+        p.stage(Stage::Sign, &line, || in_process(dry, &line, || sign_image(sign)))?;
+
+        // 5. deploy (of the signed image)
         let deploy = self.deploy_args();
         let line = deploy.command_line();
         p.stage(Stage::Deploy, &line, || {
             in_process(dry, &line, || deploy_image(sh, deploy, facts))
         })?;
 
-        // 5. itest
+        // 6. itest
         let itest = self.itest_args();
         let line = itest.command_line();
         let result = p
@@ -312,13 +320,25 @@ impl Pipeline {
         Push { target: self.target.clone(), allow_dirty: self.allow_dirty, dry_run: false }
     }
 
-    /// Stage 4's arguments: the build record's tag.
+    /// Stage 4's arguments: the build record's tag, the scan's SBOM (none when the scan is
+    /// skipped).
+    fn sign_args(&self) -> Sign {
+        Sign {
+            target: self.target.clone(),
+            tag: None,
+            sbom: None,
+            no_attestation: self.skip.contains(&Stage::Scan),
+            dry_run: false,
+        }
+    }
+
+    /// Stage 5's arguments: the build record's tag.
     fn deploy_args(&self) -> Deploy {
         let register = RegisterFlags { yes: self.yes, ..RegisterFlags::default() };
         Deploy { target: self.target.clone(), tag: None, register }
     }
 
-    /// Stage 5's arguments.
+    /// Stage 6's arguments.
     fn itest_args(&self) -> Itest {
         Itest {
             target: self.target.clone(),
@@ -391,7 +411,22 @@ fn push_image(sh: &Shell, push: Push, facts: &mut Facts) -> Result<String> {
     })
 }
 
-/// Stage 4: the deploy; the latest ACTIVE revision before and after.
+/// Stage 4: the signature and the attestation; whether they were new.
+fn sign_image(sign: Sign) -> Result<String> {
+    let signed = sign.execute()?.context("sign ran as a dry run")?;
+    let attestation = match signed.attested {
+        Some(true) => ", SBOM attested",
+        Some(false) => ", SBOM attestation already there",
+        None => ", no SBOM attestation (scan skipped)",
+    };
+    Ok(if signed.signed {
+        format!("{} signed with key {}{attestation}", short(&signed.digest), signed.key_id)
+    } else {
+        format!("{} already signed with key {}{attestation}", short(&signed.digest), signed.key_id)
+    })
+}
+
+/// Stage 5: the deploy; the latest ACTIVE revision before and after.
 fn deploy_image(sh: &Shell, deploy: Deploy, facts: &mut Facts) -> Result<String> {
     let t = deploy.target.clone();
     let aws = Aws::load(&t.region)?;
@@ -409,7 +444,7 @@ fn deploy_image(sh: &Shell, deploy: Deploy, facts: &mut Facts) -> Result<String>
     })
 }
 
-/// Stage 5: the integration test; what it checked.
+/// Stage 6: the integration test; what it checked.
 fn run_itest(sh: &Shell, itest: &Itest, facts: &mut Facts) -> Result<String> {
     let outcome = itest.execute(sh)?.context("itest ran as a dry run")?;
     facts.itest = Some(format!("passed ({})", outcome.job_definition));

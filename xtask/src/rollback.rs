@@ -24,6 +24,7 @@ use crate::ecr::{self, Registry, Repository, TagOutcome};
 use crate::jobdef::{
     self, Applied, Change, Properties, TAG_IMAGE_TAG, TAG_PREVIOUS_REVISION, TAG_SOURCE_REVISION,
 };
+use crate::sign;
 
 #[derive(Debug, Args)]
 #[command(after_help = "\
@@ -140,17 +141,41 @@ impl Rollback {
         // The target image must still be in ECR (the lifecycle policy expires old ones).
         let image = props.image().unwrap_or_default().to_owned();
         let reference = reference_in(repo, &image);
-        if let Some(reference) = &reference {
-            if ecr::tag_digest(&aws.ecr(), repo, reference).await?.is_none() {
-                bail!(
+        let digest = match &reference {
+            Some(reference) => match ecr::tag_digest(&aws.ecr(), repo, reference).await? {
+                Some(digest) => Some(digest),
+                None => bail!(
                     "the target image {image} is not in ECR repository {} (never pushed, or expired by the lifecycle \
                      policy): push it again, or pick another target with --to-revision N / --to-tag SHA",
                     repo.name
-                );
+                ),
+            },
+            None => None,
+        };
+        let allow = self.register.allow_unsigned;
+        let signature = match &digest {
+            Some(digest) => {
+                sign::check_deployable(aws, registry, repo, &self.target, digest, allow).await?
             }
-        }
+            None if allow => {
+                eprintln!(
+                    "warning: --allow-unsigned: the target image {image} is not in {}, so its \
+                     signature cannot be checked; recorded on the revision",
+                    repo.name
+                );
+                "unverified: rolled back with --allow-unsigned".to_owned()
+            }
+            None => bail!(
+                "the target image {image} is not in ECR repository {}, so its signature cannot be \
+                 checked: pick a target in it (--to-revision N / --to-tag SHA), or pass \
+                 --allow-unsigned",
+                repo.name
+            ),
+        };
 
-        let mut next = props.with_tag(TAG_PREVIOUS_REVISION, current_rev.to_string());
+        let mut next = props
+            .with_tag(TAG_PREVIOUS_REVISION, current_rev.to_string())
+            .with_tag(sign::TAG_SIGNATURE, signature);
         if let Some(tags) = next.tags.as_mut() {
             tags.remove(TAG_SOURCE_REVISION);
             tags.remove(TAG_IMAGE_TAG);

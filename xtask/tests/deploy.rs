@@ -91,13 +91,20 @@ fn a_rich_job_definition_survives_the_round_trip_except_its_image() {
         }
     }
 
+    // No signing key in this hand-made environment (no `local up`): the image is unsigned and
+    // deployed with --allow-unsigned, which warns and says so on the revision.
     let tag = sha('1');
     let digest = {
         let _heavy = support::docker_lock();
-        world.push(&tag, "dev")
+        world.push_unsigned(&tag, "dev")
     };
-    let deploy = world.run(&["deploy", "--env", "dev", "--tag", &tag]);
+    let refused = world.run(&["deploy", "--env", "dev", "--tag", &tag]);
+    let line = refused.assert_one_line_error();
+    assert!(line.contains("not signed") && line.contains("--allow-unsigned"), "{line}");
+    assert_eq!(world.revisions("dev").len(), 1, "nothing registered");
+    let deploy = world.run(&["deploy", "--env", "dev", "--tag", &tag, "--allow-unsigned"]);
     deploy.assert_success();
+    assert!(deploy.stderr().contains("warning: --allow-unsigned"), "{}", deploy.stderr());
     let out = deploy.stdout();
     assert!(out.contains("revision  1 → 2"), "{out}");
     assert!(out.contains(&digest), "the diff names the image digest: {out}");
@@ -112,6 +119,10 @@ fn a_rich_job_definition_survives_the_round_trip_except_its_image() {
     assert_eq!(comparable(&rev2), comparable(&rev1), "everything but the image carried over");
     assert_eq!(tag_of(&rev2, "splitter:previous-revision"), Some("1"));
     assert_eq!(tag_of(&rev2, "splitter:image-tag"), Some(tag.as_str()));
+    assert_eq!(
+        tag_of(&rev2, "splitter:signature"),
+        Some("unverified: deployed with --allow-unsigned")
+    );
     let arn = rev2["jobDefinitionArn"].as_str().expect("arn");
     assert!(out.contains(&format!("registered revision 2: {arn}")), "{out}");
     let gha = world.take_github_output();
@@ -119,12 +130,14 @@ fn a_rich_job_definition_survives_the_round_trip_except_its_image() {
     assert!(gha.contains("job-definition-revision=2\n"), "{gha}");
 
     // Same image again: nothing registered. --force registers anyway.
-    let again = world.run(&["deploy", "--env", "dev", "--tag", &tag]);
+    let again = world.run(&["deploy", "--env", "dev", "--tag", &tag, "--allow-unsigned"]);
     again.assert_success();
     assert!(again.stdout().contains("nothing to register"), "{}", again.stdout());
     assert_eq!(world.revisions("dev").len(), 2);
     assert!(world.take_github_output().contains(&format!("job-definition-arn={arn}\n")));
-    world.run(&["deploy", "--env", "dev", "--tag", &tag, "--force"]).assert_success();
+    world
+        .run(&["deploy", "--env", "dev", "--tag", &tag, "--force", "--allow-unsigned"])
+        .assert_success();
     let rev3 = world.revision("dev", 3);
     assert_eq!(comparable(&rev3), comparable(&rev1));
     assert_eq!(tag_of(&rev3, "splitter:previous-revision"), Some("2"));
@@ -178,6 +191,7 @@ fn refusals_change_nothing() {
         let _heavy = support::docker_lock();
         world.run(&["push", "--env", "prod"]).assert_success();
     }
+    world.run(&["sign", "--env", "prod", "--no-attestation"]).assert_success();
     let prod = world.run(&["deploy", "--env", "prod", "--tag", &tag]);
     let line = prod.assert_one_line_error();
     assert!(line.contains("--yes"), "{line}");

@@ -1,9 +1,10 @@
 //! `cargo xtask iam-policy`: the documents it prints, and that the deploy role's policy allows
 //! every AWS call xtask makes, derived from the code two ways:
 //!
-//! - dynamically: push, deploy and rollback run against the local stack with
+//! - dynamically: push, sign, deploy and rollback run against the local stack with
 //!   `XTASK_RECORD_AWS_CALLS` set (an SDK interceptor in `aws.rs` records `Service:Operation`
-//!   for each call), then `iam-policy --check` maps each call to its IAM action;
+//!   for each call, and the key of a KMS call), then `iam-policy --check` maps each call to its
+//!   IAM action (and a KMS call's key to the policy's signing key alias);
 //! - statically: every SDK operation named in the sources of those commands (and itest,
 //!   pipeline), their rooms included — the operation list comes from the SDK crates themselves —
 //!   is checked the same way, so calls on paths the run above does not take are covered too. The
@@ -57,10 +58,24 @@ fn prints_the_role_for_one_environment_of_one_repository() {
         "arn:aws:s3:::acme-splitter-prod-data",
         "arn:aws:iam::123456789012:role/acme-splitter-job-role-prod",
         "arn:aws:logs:us-east-1:123456789012:log-group:/aws/batch/job:log-stream:acme-splitter-job-prod/*",
+        "arn:aws:kms:us-east-1:123456789012:key/*",
     ] {
         assert!(permissions.contains(arn), "{arn} missing:\n{permissions}");
     }
     assert!(!permissions.contains("-dev") && !permissions.contains("ecr:*"), "{permissions}");
+    // The signing key: by its alias, the only way to name a key before it exists.
+    let signing = all["PermissionsPolicy"]["Statement"]
+        .as_array()
+        .expect("statements")
+        .iter()
+        .find(|s| s["Sid"] == "SigningKey")
+        .expect("SigningKey statement")
+        .clone();
+    assert_eq!(signing["Action"], serde_json::json!(["kms:GetPublicKey", "kms:Sign"]));
+    assert_eq!(
+        signing["Condition"]["ForAnyValue:StringEquals"]["kms:ResourceAliases"],
+        "alias/acme-splitter-signing-prod"
+    );
 
     // One document at a time, ready for `aws iam …`; the repository defaults to Cargo.toml's.
     let trust =
@@ -97,12 +112,41 @@ fn bad_input_is_one_line_with_the_fix() {
     let line = iam_policy(&["--env", "dev", "--check", calls.to_str().expect("utf-8")])
         .assert_one_line_error();
     assert!(line.contains("does not allow ecr:DeleteRepository"), "{line}");
+
+    // KMS calls are checked on the key they named: the environment's signing key only.
+    std::fs::write(
+        &calls,
+        "KMS:Sign alias/upscaler-splitter-signing-dev\nKMS:GetPublicKey alias/upscaler-splitter-signing-dev\n",
+    )
+    .expect("write");
+    let run = iam_policy(&["--env", "dev", "--check", calls.to_str().expect("utf-8")]);
+    run.assert_success();
+    assert!(run.stdout().contains("SigningKey"), "{}", run.stdout());
+    for (line, denied) in [
+        (
+            "KMS:Sign alias/upscaler-splitter-signing-prod",
+            "kms:Sign on alias/upscaler-splitter-signing-prod",
+        ),
+        ("KMS:GetPublicKey alias/someone-elses-key", "kms:GetPublicKey on alias/someone-elses-key"),
+        (
+            "KMS:Sign 1234abcd-12ab-34cd-56ef-1234567890ab",
+            "kms:Sign on 1234abcd-12ab-34cd-56ef-1234567890ab",
+        ),
+    ] {
+        std::fs::write(&calls, format!("KMS:Sign alias/upscaler-splitter-signing-dev\n{line}\n"))
+            .expect("write");
+        let error = iam_policy(&["--env", "dev", "--check", calls.to_str().expect("utf-8")])
+            .assert_one_line_error();
+        assert!(error.contains(&format!("does not allow {denied}:")), "{error}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// `iam-policy --check` on these calls; panics with its table unless all are allowed.
-fn assert_allowed(file: &Path, what: &str) -> String {
-    let run = iam_policy(&["--env", "dev", "--check", file.to_str().expect("utf-8")]);
+/// `iam-policy --check` on these calls (of `project`'s dev environment); panics with its table
+/// unless all are allowed.
+fn assert_allowed(file: &Path, project: &str, what: &str) -> String {
+    let file = file.to_str().expect("utf-8");
+    let run = iam_policy(&["--env", "dev", "--project", project, "--check", file]);
     assert!(
         run.success(),
         "{what}: calls the policy does not allow:\n{}\n{}",
@@ -123,12 +167,22 @@ fn every_call_push_deploy_and_rollback_make_is_allowed() {
         run.assert_success();
     };
     let (a, b) = (sha('a'), sha('b'));
+    // An SBOM big enough that its attestation (DSSE PAE over 4096 bytes) is signed as a digest.
+    let sbom = world.dir.join("sbom.cdx.json");
+    let components: Vec<serde_json::Value> = (0..100)
+        .map(|i| serde_json::json!({"type": "library", "name": format!("component-{i}"), "version": "1.0.0"}))
+        .collect();
+    let sbom_json = serde_json::json!({"bomFormat": "CycloneDX", "specVersion": "1.6", "components": components});
+    std::fs::write(&sbom, sbom_json.to_string()).expect("write the SBOM");
+    assert!(std::fs::metadata(&sbom).expect("SBOM").len() > 4096);
     {
         let _heavy = support::docker_lock();
         world.build(&a, false);
         recorded(&["push", "--env", "dev"]);
+        recorded(&["sign", "--env", "dev", "--sbom", sbom.to_str().expect("utf-8")]);
         world.build(&b, false);
         recorded(&["push", "--env", "dev"]);
+        recorded(&["sign", "--env", "dev", "--no-attestation"]);
     }
     recorded(&["deploy", "--env", "dev", "--tag", &a]);
     recorded(&["deploy", "--env", "dev", "--dry-run"]);
@@ -148,6 +202,8 @@ fn every_call_push_deploy_and_rollback_make_is_allowed() {
 
     let text = std::fs::read_to_string(&calls).expect("calls were recorded");
     let distinct: BTreeSet<&str> = text.lines().collect();
+    let kms_sign = format!("KMS:Sign alias/{}-splitter-signing-dev", world.project);
+    let kms_public_key = format!("KMS:GetPublicKey alias/{}-splitter-signing-dev", world.project);
     // The run took the paths that matter: uploads, tags, revisions, `latest` moved back.
     for call in [
         "ECR:GetAuthorizationToken",
@@ -157,14 +213,24 @@ fn every_call_push_deploy_and_rollback_make_is_allowed() {
         "Batch:DescribeJobDefinitions",
         "Batch:RegisterJobDefinition",
         "S3:PutObject",
+        // The signing key, by the environment's alias (the policy's only key).
+        kms_sign.as_str(),
+        kms_public_key.as_str(),
         "Batch:SubmitJob",
         "Batch:DescribeJobs",
     ] {
         assert!(distinct.contains(call), "{call} not recorded: {distinct:?}");
     }
-    let table = assert_allowed(&calls, "push/deploy/rollback/itest");
+    let table = assert_allowed(&calls, &world.project, "push/sign/deploy/rollback/itest");
     eprintln!("{table}");
     assert!(table.contains("all allowed"), "{table}");
+    // Planted: the same calls checked against another project's policy: its KMS key differs.
+    let other = iam_policy(&["--env", "dev", "--check", calls.to_str().expect("utf-8")]);
+    let line = other.assert_one_line_error();
+    assert!(
+        line.contains(&format!("kms:Sign on alias/{}-splitter-signing-dev", world.project)),
+        "{line}"
+    );
 }
 
 /// The SDK operations (snake_case, as the fluent client names them) of each service crate
@@ -189,6 +255,7 @@ fn sdk_operations() -> Vec<(&'static str, BTreeSet<String>)> {
         ("aws-sdk-cloudwatchlogs", "CloudWatch Logs"),
         ("aws-sdk-sts", "STS"),
         ("aws-sdk-iam", "IAM"),
+        ("aws-sdk-kms", "KMS"),
     ];
     services
         .iter()
@@ -225,8 +292,8 @@ fn pascal(snake: &str) -> String {
 
 /// The modules of the commands the deploy role runs (each with its rooms, recursively): every SDK
 /// operation they name must be allowed.
-const DEPLOY_COMMANDS: [&str; 8] =
-    ["push", "deploy", "rollback", "itest", "pipeline", "ecr", "jobdef", "gha"];
+const DEPLOY_COMMANDS: [&str; 9] =
+    ["push", "sign", "deploy", "rollback", "itest", "pipeline", "ecr", "jobdef", "gha"];
 /// Shared by the deploy commands and the local stack: an operation counts for the deploy role
 /// when the deploy commands' code calls the function it is in (directly or through another one
 /// of these).
@@ -357,10 +424,17 @@ fn every_sdk_operation_in_the_deploy_commands_sources_is_allowed() {
     let (found_names, local_names) = (names(&found), names(&local_only));
     eprintln!("deploy commands: {found_names:?}\nlocal stack only: {local_names:?}");
     // The scan sees the commands, the lookups they share (itest's preflight) and the local stack.
-    for call in ["register_job_definition", "put_image", "head_bucket", "describe_job_queues"] {
+    for call in [
+        "register_job_definition",
+        "put_image",
+        "head_bucket",
+        "describe_job_queues",
+        "sign",
+        "get_public_key",
+    ] {
         assert!(found_names.iter().any(|m| m == call), "{call} not found: {found_names:?}");
     }
-    for call in ["get_role", "create_compute_environment"] {
+    for call in ["get_role", "create_compute_environment", "create_key", "describe_key"] {
         assert!(local_names.iter().any(|m| m == call), "{call} not local-only: {local_names:?}");
     }
 

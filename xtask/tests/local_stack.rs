@@ -63,6 +63,7 @@ fn dry_run_names_every_resource_from_the_config_and_starts_nothing() {
         "acme-splitter-compute-staging",
         "acme-splitter-queue-staging",
         "acme-splitter-job-staging",
+        "alias/acme-splitter-signing-staging",
         "export AWS_REGION=eu-west-1",
         &format!("export AWS_ENDPOINT_URL=http://127.0.0.1:{moto}"),
         &format!("export SPLITTER_LOCAL_REGISTRY=127.0.0.1:{registry}"),
@@ -81,6 +82,19 @@ fn up_twice_reuses_everything_then_status_then_down_leaves_nothing() {
     let registry_pid = read_pid(&stack.state_dir.join("registry.pid"));
     assert!(pid_alive(moto_pid) && pid_alive(registry_pid));
     assert!(stack.up_output.contains("created"), "{}", stack.up_output);
+    // The signing key, read back with the AWS CLI: ECDSA P-256 for signing, behind its alias.
+    let key = aws_cli(&stack, &["kms", "describe-key", "--key-id", SIGNING_ALIAS]);
+    let key = &key["KeyMetadata"];
+    assert_eq!(key["KeySpec"], "ECC_NIST_P256", "{key}");
+    assert_eq!(key["KeyUsage"], "SIGN_VERIFY", "{key}");
+    assert_eq!(key["KeyState"], "Enabled", "{key}");
+    assert_eq!(key["SigningAlgorithms"], serde_json::json!(["ECDSA_SHA_256"]), "{key}");
+    let key_id = key["KeyId"].as_str().expect("KeyId").to_owned();
+    let tags = aws_cli(&stack, &["kms", "list-resource-tags", "--key-id", &key_id]);
+    let tag =
+        |k: &str| tags["Tags"].as_array().expect("Tags").iter().find(|t| t["TagKey"] == k).cloned();
+    assert_eq!(tag("Environment").map(|t| t["TagValue"].clone()), Some("dev".into()), "{tags}");
+    assert_eq!(tag("ManagedBy").map(|t| t["TagValue"].clone()), Some("cargo-xtask".into()));
 
     // Second `up`: same processes, nothing created.
     let again = run(stack.xtask().args(["local", "up", "--no-install"]));
@@ -90,11 +104,16 @@ fn up_twice_reuses_everything_then_status_then_down_leaves_nothing() {
     assert_eq!(read_pid(&stack.state_dir.join("moto.pid")), moto_pid);
     assert_eq!(read_pid(&stack.state_dir.join("registry.pid")), registry_pid);
     let resource_lines: Vec<&str> = text.lines().filter(|l| l.starts_with("  ")).collect();
-    assert_eq!(resource_lines.len(), 8, "{text}");
+    assert_eq!(resource_lines.len(), 9, "{text}");
     assert!(
         resource_lines.iter().all(|l| l.contains(" exists")),
         "a second up created something:\n{text}"
     );
+    // The alias still names the same key, and no other key was made.
+    let key = aws_cli(&stack, &["kms", "describe-key", "--key-id", SIGNING_ALIAS]);
+    assert_eq!(key["KeyMetadata"]["KeyId"], key_id.as_str(), "a second up replaced the key");
+    let keys = aws_cli(&stack, &["kms", "list-keys"]);
+    assert_eq!(keys["Keys"].as_array().map(Vec::len), Some(1), "{keys}");
     let aws = stack.aws();
     let defs = aws
         .block_on(
@@ -126,6 +145,11 @@ fn up_twice_reuses_everything_then_status_then_down_leaves_nothing() {
     );
     assert!(!text.contains("missing"), "{text}");
     assert!(text.contains("upscaler-splitter-job-dev") && text.contains("revision 1"), "{text}");
+    let key_line = text.lines().find(|l| l.contains(SIGNING_ALIAS)).unwrap_or_default();
+    assert!(
+        key_line.contains(&format!("exists  → key {key_id} (ECC_NIST_P256, SIGN_VERIFY, Enabled)")),
+        "{text}"
+    );
 
     // `env` prints the env file, which another shell can source.
     let env = run(stack.xtask().args(["local", "env"]));
@@ -507,6 +531,25 @@ fn bad_situations_give_one_clear_line() {
         "{line}"
     );
     assert!(!dir.join("moto.pid").exists(), "started moto before checking the base image");
+}
+
+/// The alias of the dev environment's signing key.
+const SIGNING_ALIAS: &str = "alias/upscaler-splitter-signing-dev";
+
+/// The AWS CLI against `stack` (read back independently of xtask's SDK code); its JSON output.
+fn aws_cli(stack: &Stack, args: &[&str]) -> serde_json::Value {
+    let mut cmd = std::process::Command::new("aws");
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AWS_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.envs(stack.env.iter().map(|(k, v)| (k, v))).args(args).args(["--output", "json"]);
+    let out = run(&mut cmd);
+    out.assert_success();
+    serde_json::from_str(&out.stdout()).unwrap_or_else(|e| {
+        panic!("`aws {}` printed no JSON ({e}):\n{}", args.join(" "), out.stdout())
+    })
 }
 
 /// The pinned moto version, as `cargo xtask test --list` describes it is not enough: read the

@@ -109,12 +109,14 @@ fn the_local_pipeline_runs_end_to_end_and_a_second_run_changes_nothing() {
     let first = pipeline(&["--keep"]);
     first.assert_success();
     let out = first.stdout();
-    for stage in ["local", "image", "scan", "push", "deploy", "itest"] {
+    for stage in ["local", "image", "scan", "push", "sign", "deploy", "itest"] {
         let row = summary_row(&out, stage).unwrap_or_else(|| panic!("no {stage} row:\n{out}"));
         assert!(row.contains(" s  ok "), "{stage}: {row}");
     }
     assert!(summary_row(&out, "scan").expect("scan").contains("gate passed"), "{out}");
     assert!(summary_row(&out, "push").expect("push").contains("pushed as"), "{out}");
+    let sign = summary_row(&out, "sign").expect("sign");
+    assert!(sign.contains("signed with key") && sign.contains("SBOM attested"), "{out}");
     assert!(
         summary_row(&out, "deploy").expect("deploy").contains("registered revision 2 (was 1)"),
         "{out}"
@@ -144,9 +146,16 @@ fn the_local_pipeline_runs_end_to_end_and_a_second_run_changes_nothing() {
         .block_on(aws.ecr().describe_images().repository_name(&repo).send())
         .expect("describe images");
     let details = images.image_details();
-    assert_eq!(details.len(), 1, "one image in {repo}");
-    assert_eq!(details[0].image_digest(), Some(digest.as_str()));
-    let mut tags: Vec<&str> = details[0].image_tags().iter().map(String::as_str).collect();
+    // The image, its signature and its SBOM attestation (cosign's tags, next to it).
+    assert_eq!(details.len(), 3, "image, .sig and .att in {repo}: {details:?}");
+    let hex = digest.trim_start_matches("sha256:");
+    let tagged = |t: &str| details.iter().any(|d| d.image_tags().iter().any(|x| x == t));
+    assert!(tagged(&format!("sha256-{hex}.sig")) && tagged(&format!("sha256-{hex}.att")));
+    let image = details
+        .iter()
+        .find(|d| d.image_digest() == Some(digest.as_str()))
+        .expect("the image in ECR");
+    let mut tags: Vec<&str> = image.image_tags().iter().map(String::as_str).collect();
     tags.sort_unstable();
     let short = format!("{}{}", &tag[..7], if tag.ends_with("-dirty") { "-dirty" } else { "" });
     let mut want = vec![tag.as_str(), short.as_str(), "latest"];
@@ -245,6 +254,11 @@ fn the_local_pipeline_runs_end_to_end_and_a_second_run_changes_nothing() {
         "{out2}"
     );
     assert!(out2.contains("uploading nothing"), "{out2}");
+    let sign = summary_row(&out2, "sign").expect("sign");
+    assert!(
+        sign.contains("already signed") && sign.contains("attestation already there"),
+        "a second run signs nothing new: {out2}"
+    );
     assert!(
         summary_row(&out2, "deploy")
             .expect("deploy")
@@ -267,8 +281,17 @@ fn the_local_pipeline_runs_end_to_end_and_a_second_run_changes_nothing() {
     let images2 = aws
         .block_on(aws.ecr().describe_images().repository_name(&repo).send())
         .expect("describe images");
-    assert_eq!(images2.image_details().len(), 1);
-    assert_eq!(images2.image_details()[0].image_digest(), Some(digest.as_str()));
+    let digests = |d: &[aws_sdk_ecr::types::ImageDetail]| {
+        let mut v: Vec<String> =
+            d.iter().filter_map(|i| i.image_digest()).map(str::to_owned).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        digests(images2.image_details()),
+        digests(details),
+        "the same image, signature and attestation: nothing signed again"
+    );
     let defs2 = aws
         .block_on(batch.describe_job_definitions().job_definition_name(&job_definition).send())
         .expect("job definitions");

@@ -151,8 +151,8 @@ fn immutable_tags_move_latest_only_when_excluded() {
             "filterType=WILDCARD,filter=latest",
         ],
     );
-    let a = world.push(&sha('a'), "dev");
-    let b = world.push(&sha('b'), "dev");
+    let a = world.push_unsigned(&sha('a'), "dev");
+    let b = world.push_unsigned(&sha('b'), "dev");
     assert_ne!(a, b);
     assert_eq!(world.digest_of("dev", "latest"), Some(b.clone()), "latest moved to B");
     assert_eq!(world.digest_of("dev", &sha('a')), Some(a), "A keeps its SHA tag");

@@ -18,13 +18,22 @@ pub fn partition(region: &str) -> &'static str {
 }
 
 /// The permissions policy of the deploy role of `target`'s environment: the statements of push,
-/// of deploy, rollback and itest on Batch, and of itest's data, in that order.
+/// of sign (and deploy's and rollback's verification), of deploy, rollback and itest on Batch,
+/// and of itest's data, in that order.
 pub fn permissions_policy(target: &Target, account: &str) -> Value {
     let arns = Arns::new(target, account);
-    let statements =
-        [ecr_statements(&arns), batch_statements(&arns), itest_data_statements(&arns)].concat();
+    let statements = [
+        ecr_statements(&arns),
+        signing_statements(&arns),
+        batch_statements(&arns),
+        itest_data_statements(&arns),
+    ]
+    .concat();
     json!({"Version": "2012-10-17", "Statement": statements})
 }
+
+/// The condition key that scopes a KMS key statement by the key's aliases (AWS KMS ABAC).
+pub const KMS_RESOURCE_ALIASES: &str = "kms:ResourceAliases";
 
 /// The ARNs of the environment's resources the statements name.
 #[derive(Debug)]
@@ -41,6 +50,10 @@ struct Arns {
     itest_objects: String,
     /// Batch's awslogs streams of the job definition: `{job definition}/default/{job id}`.
     log_streams: String,
+    /// Any KMS key of the account in the region: IAM names a key by its key ARN only, so the
+    /// signing key is the one whose aliases include [`Arns::signing_key_alias`].
+    keys: String,
+    signing_key_alias: String,
 }
 
 impl Arns {
@@ -64,6 +77,8 @@ impl Arns {
             bucket: format!("arn:{p}:s3:::{bucket}"),
             itest_objects: format!("arn:{p}:s3:::{bucket}/{ITEST_PREFIX}*"),
             log_streams: arn("logs", &format!("log-group:{BATCH_LOG_GROUP}:log-stream:{jobdef}/*")),
+            keys: arn("kms", "key/*"),
+            signing_key_alias: target.signing_key_alias(),
         }
     }
 }
@@ -97,6 +112,20 @@ fn ecr_statements(arns: &Arns) -> Vec<Value> {
             "Resource": arns.repository
         }),
     ]
+}
+
+/// sign's statement on the signing key (deploy and rollback verify with its public key).
+fn signing_statements(arns: &Arns) -> Vec<Value> {
+    vec![json!({
+        // sign: KMS signs the image's payloads; sign/deploy/rollback read the public key to
+        // verify. Only the key the environment's alias names: a key ARN is unknown before
+        // the key exists, so the key is chosen by its alias (AWS KMS's documented way).
+        "Sid": "SigningKey",
+        "Effect": "Allow",
+        "Action": ["kms:GetPublicKey", "kms:Sign"],
+        "Resource": arns.keys,
+        "Condition": {"ForAnyValue:StringEquals": {KMS_RESOURCE_ALIASES: arns.signing_key_alias}}
+    })]
 }
 
 /// deploy's, rollback's and itest's Batch statements, and the job role they hand to Batch.
@@ -254,6 +283,23 @@ mod tests {
             "arn:aws:iam::111122223333:role/upscaler-splitter-job-role-staging"
         );
         assert_eq!(pass["Condition"]["StringEquals"]["iam:PassedToService"], "batch.amazonaws.com");
+        let signing = policy["Statement"]
+            .as_array()
+            .expect("statements")
+            .iter()
+            .find(|s| s["Sid"] == "SigningKey")
+            .expect("SigningKey statement");
+        assert_eq!(signing["Action"], json!(["kms:GetPublicKey", "kms:Sign"]));
+        assert_eq!(signing["Resource"], "arn:aws:kms:eu-west-1:111122223333:key/*");
+        assert_eq!(
+            signing["Condition"],
+            json!({"ForAnyValue:StringEquals": {
+                "kms:ResourceAliases": "alias/upscaler-splitter-signing-staging"
+            }})
+        );
+        // No other statement reaches KMS.
+        let kms = text.matches("\"kms:").count();
+        assert_eq!(kms, 3, "kms:GetPublicKey, kms:Sign, kms:ResourceAliases only: {text}");
     }
 
     #[test]

@@ -9,14 +9,18 @@
 //! One deliberate local difference: the compute environment is `UNMANAGED`. A `MANAGED` one needs
 //! the VPC's subnets and security groups (an EC2 API xtask has no other use for); moto's Batch
 //! runs every job of the queue as a Docker container on this host either way.
+//!
+//! The image signing key (`cargo xtask sign`) is a tagged ECDSA P-256 `SIGN_VERIFY` KMS key behind
+//! the alias [`Target::signing_key_alias`]; a second run keeps the key the alias names.
 
 use std::collections::HashMap;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use aws_sdk_batch::types::{
     CeState, CeType, ComputeEnvironmentOrder, JobDefinition, JobDefinitionType, JobTimeout,
     JqState, PlatformCapability,
 };
+use aws_sdk_kms::types::{KeyMetadata, KeySpec, KeyState, KeyUsageType};
 
 use super::definitions::{
     ECR_KEEP_IMAGES, JOB_PARAMETER_DEFAULTS, JOB_TIMEOUT_SECONDS, LOG_RETENTION_DAYS,
@@ -26,8 +30,8 @@ use crate::aws::{Aws, sdk_error};
 use crate::config::{BATCH_LOG_GROUP, PLACEHOLDER_TAG, Target};
 use crate::jobdef;
 use crate::lookup::{
-    bucket_exists, log_group_exists, read_compute_environment, read_job_queue, read_repository_uri,
-    read_role,
+    bucket_exists, log_group_exists, read_compute_environment, read_job_queue, read_key_by_alias,
+    read_repository_uri, read_role,
 };
 
 mod status;
@@ -112,6 +116,8 @@ async fn apply_async(
     out.push(ensure_job_queue(&batch, target, &tags).await?);
     let image = format!("{repo_uri}:{PLACEHOLDER_TAG}");
     out.push(ensure_job_definition(&batch, target, &image, &job_role_arn, extra_env, &tags).await?);
+    // 6. KMS: the image signing key and its alias.
+    out.push(ensure_signing_key(aws, target, &tags).await?);
     Ok(out)
 }
 
@@ -421,6 +427,71 @@ async fn ensure_job_definition(
         State::Created,
         format!("revision {} (image {image})", reg.revision().unwrap_or(0)),
     ))
+}
+
+/// Step 6: the signing key (ECDSA P-256, sign and verify) behind the environment's alias. An
+/// alias that exists is kept, with the key it names, which must be such a key.
+async fn ensure_signing_key(aws: &Aws, target: &Target, tags: &Tags) -> Result<Resource> {
+    let kms = aws.kms();
+    let alias = target.signing_key_alias();
+    if let Some(key) = read_key_by_alias(&kms, &alias).await? {
+        check_signing_key(&alias, &key)?;
+        return Ok(Resource::new(KMS_KIND, &alias, State::Exists, describe_key(&key)));
+    }
+    let mut req = kms
+        .create_key()
+        .key_spec(KeySpec::EccNistP256)
+        .key_usage(KeyUsageType::SignVerify)
+        .description(format!(
+            "Signs the {} splitter images of {} (cargo xtask sign)",
+            target.project, target.env
+        ));
+    for (k, v) in tags {
+        req = req.tags(aws_sdk_kms::types::Tag::builder().tag_key(*k).tag_value(v).build()?);
+    }
+    let out = req
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("cannot create the KMS signing key for {alias}"))?;
+    let key = out.key_metadata().context("KMS CreateKey returned no key metadata")?;
+    kms.create_alias()
+        .alias_name(&alias)
+        .target_key_id(key.key_id())
+        .send()
+        .await
+        .map_err(sdk_error)
+        .with_context(|| format!("cannot create the KMS alias {alias} for key {}", key.key_id()))?;
+    Ok(Resource::new(KMS_KIND, &alias, State::Created, describe_key(key)))
+}
+
+/// The signing key's kind in the resource table.
+const KMS_KIND: &str = "kms signing key";
+
+/// Fails unless `key` can make the signatures `cargo xtask sign` makes.
+fn check_signing_key(alias: &str, key: &KeyMetadata) -> Result<()> {
+    if key.key_spec() != Some(&KeySpec::EccNistP256)
+        || key.key_usage() != Some(&KeyUsageType::SignVerify)
+    {
+        bail!(
+            "{alias} names KMS key {} ({}), not an ECC_NIST_P256 SIGN_VERIFY key: delete the alias (`aws kms delete-alias --alias-name {alias}`) and run `cargo xtask local up` again",
+            key.key_id(),
+            key_kind(key)
+        );
+    }
+    Ok(())
+}
+
+/// `→ key KEY-ID (ECC_NIST_P256, SIGN_VERIFY, Enabled)`.
+fn describe_key(key: &KeyMetadata) -> String {
+    format!("→ key {} ({})", key.key_id(), key_kind(key))
+}
+
+fn key_kind(key: &KeyMetadata) -> String {
+    let spec = key.key_spec().map_or("?", KeySpec::as_str);
+    let usage = key.key_usage().map_or("?", KeyUsageType::as_str);
+    let state = key.key_state().map_or("?", KeyState::as_str);
+    format!("{spec}, {usage}, {state}")
 }
 
 fn describe_job_definition(def: &JobDefinition) -> String {

@@ -37,6 +37,28 @@ impl Server {
     }
 }
 
+/// xtask's fix of moto's KMS `Sign`/`Verify` (and `GetPublicKey`), a Python file written into
+/// the state directory and run before moto's server starts. Measured with moto 5.2.5: moto
+/// ignores `MessageType=DIGEST` and hashes the given digest again, so its signature verifies
+/// against no real message (openssl and cosign reject it; `RAW` verifies), and it signs a `RAW`
+/// message of any size where KMS refuses more than 4096 bytes; its `GetPublicKey` has no
+/// `KeySpec` (only the deprecated `CustomerMasterKeySpec`) and a bare key id as `KeyId`. With the
+/// fix, all behave as on AWS (a digest is signed as it is; too big a message is a
+/// `ValidationException`), so the local stack catches a caller that would fail on AWS.
+/// `xtask/tests/kms.rs` checks them, and that a stock moto still gets them wrong: when a moto
+/// release fixes DIGEST, that test fails; then delete `moto_kms_fix.py`, this constant and
+/// [`MOTO_LAUNCHER`], and start `-m moto.server` again.
+const MOTO_KMS_FIX: &str = include_str!("moto_kms_fix.py");
+/// Where [`MOTO_KMS_FIX`] goes in the state directory.
+const MOTO_KMS_FIX_FILE: &str = "xtask_moto_kms_fix.py";
+/// What `python3 -m moto.server` runs, after [`MOTO_KMS_FIX`] (read from moto's working
+/// directory, the state directory): same arguments (`sys.argv[1:]`: `-H`, `-p`), same
+/// environment. Its text holds [`MOTO`]'s marker, `moto.server`.
+const MOTO_LAUNCHER: &str = concat!(
+    "import runpy; runpy.run_path(\"xtask_moto_kms_fix.py\"); ",
+    "import moto.server; moto.server.main()"
+);
+
 /// The port a running moto listens on, from its command line (`-p PORT`).
 pub(super) fn moto_port_of(pid: u32) -> Option<u16> {
     let args = proc::cmdline(pid)?;
@@ -77,12 +99,19 @@ pub(super) fn start_moto(sh: &Shell, stack: &LocalStack, dir: &Path, dry: DryRun
             );
         }
         println!("moto      running   pid {pid}  {}  (reused)", stack.endpoint_url());
+        let launched =
+            proc::cmdline(pid).is_some_and(|args| args.iter().any(|a| a == MOTO_LAUNCHER));
+        if !launched {
+            println!(
+                "warning: this moto runs without xtask's KMS fix (DIGEST signatures are wrong): restart it with `cargo xtask local down` and `up`"
+            );
+        }
         return Ok(());
     }
     check_port(port, "--moto-port / SPLITTER_MOTO_PORT")?;
     let python = tools::python();
     let port_s = port.to_string();
-    let cmd = cmd!(sh, "{python} -m moto.server -H 127.0.0.1 -p {port_s}")
+    let cmd = cmd!(sh, "{python} -c {MOTO_LAUNCHER} -H 127.0.0.1 -p {port_s}")
         .env("MOTO_DOCKER_NETWORK_MODE", "host")
         .env("MOTO_PORT", &port_s)
         // AWS managed policies (AWSBatchServiceRole, …) exist, as in a real account.
@@ -91,6 +120,9 @@ pub(super) fn start_moto(sh: &Shell, stack: &LocalStack, dir: &Path, dry: DryRun
     let mut command: std::process::Command = cmd.into();
     command.current_dir(dir);
     dry.call(format_args!("start: {}", process_line(&command)), || {
+        let fix = dir.join(MOTO_KMS_FIX_FILE);
+        std::fs::write(&fix, MOTO_KMS_FIX)
+            .with_context(|| format!("cannot write {}", fix.display()))?;
         let log = MOTO.log_file(dir);
         let pid = proc::spawn_detached(command, &log)?;
         proc::write_pid(&MOTO.pid_file(dir), pid)?;
@@ -253,6 +285,17 @@ pub(super) fn stop_stack(dir: &Path, dry: DryRun, except: Option<u32>) -> Result
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_moto_launcher_runs_the_kms_fix_and_is_found_as_moto() {
+        assert!(MOTO_LAUNCHER.contains(&format!("runpy.run_path(\"{MOTO_KMS_FIX_FILE}\")")));
+        assert!(MOTO_LAUNCHER.contains(MOTO.marker), "proc::alive must recognize moto");
+        assert!(MOTO_LAUNCHER.ends_with("moto.server.main()"));
+        // The fix patches what it says, and nothing at import time fails silently.
+        for patched in ["KmsResponse.sign = ", "KmsResponse.verify = ", "Prehashed(", "4096"] {
+            assert!(MOTO_KMS_FIX.contains(patched), "{patched}");
+        }
+    }
 
     #[test]
     fn registry_config_binds_loopback_and_is_read_back() {

@@ -14,6 +14,7 @@ use crate::itest::Itest;
 use crate::local::Up;
 use crate::push::Push;
 use crate::scan::{self, Scan};
+use crate::sign::Sign;
 use crate::time::format_duration;
 
 /// `cargo xtask …` equivalent to a stage's typed arguments: the lines the headers and a dry run
@@ -96,6 +97,18 @@ impl Push {
     }
 }
 
+impl Sign {
+    pub(super) fn command_line(&self) -> String {
+        Line::new("sign")
+            .target(&self.target)
+            .option("--tag", self.tag.as_ref())
+            .option("--sbom", self.sbom.as_ref().map(|p| p.display()))
+            .switch("--no-attestation", self.no_attestation)
+            .switch("--dry-run", self.dry_run)
+            .finish()
+    }
+}
+
 impl Deploy {
     pub(super) fn command_line(&self) -> String {
         Line::new("deploy")
@@ -104,6 +117,7 @@ impl Deploy {
             .switch("--force", self.register.force)
             .switch("--dry-run", self.register.dry_run)
             .switch("--yes", self.register.yes)
+            .switch("--allow-unsigned", self.register.allow_unsigned)
             .finish()
     }
 }
@@ -224,6 +238,18 @@ mod tests {
             "cargo xtask push --project p --env staging --region eu-west-1"
         );
         round_trip(&push, &push.command_line());
+        let sign = Sign {
+            target: target.clone(),
+            tag: None,
+            sbom: None,
+            no_attestation: false,
+            dry_run: false,
+        };
+        assert_eq!(
+            sign.command_line(),
+            "cargo xtask sign --project p --env staging --region eu-west-1"
+        );
+        round_trip(&sign, &sign.command_line());
         let register = RegisterFlags { yes: true, ..RegisterFlags::default() };
         let deploy = Deploy { target: target.clone(), tag: None, register };
         assert_eq!(
@@ -286,9 +312,18 @@ mod tests {
         round_trip(&scan, &scan.command_line());
         let push = Push { target: target.clone(), allow_dirty: true, dry_run: true };
         round_trip(&push, &push.command_line());
-        let register = RegisterFlags { force: true, dry_run: true, yes: false };
+        let register =
+            RegisterFlags { force: true, dry_run: true, yes: false, allow_unsigned: true };
         let deploy = Deploy { target: target.clone(), tag: Some("0123abc".into()), register };
         round_trip(&deploy, &deploy.command_line());
+        let sign = Sign {
+            target: target.clone(),
+            tag: Some("0123abc".into()),
+            sbom: Some("my sbom.json".into()),
+            no_attestation: false,
+            dry_run: true,
+        };
+        round_trip(&sign, &sign.command_line());
         itest.segment_seconds = Some("4".into());
         itest.log_lines = 7;
         itest.no_join = true;

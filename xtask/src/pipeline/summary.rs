@@ -57,7 +57,7 @@ pub(super) fn print_summary(p: &Pipeline, rows: &[Row], facts: &Facts, total: Du
     let names: Vec<&str> = rows.iter().map(|r| r.name).collect();
     let all: Vec<&str> = if p.local { vec!["local"] } else { vec![] }
         .into_iter()
-        .chain(["image", "scan", "push", "deploy", "itest"])
+        .chain(["image", "scan", "push", "sign", "deploy", "itest"])
         .collect();
     for name in all {
         let Some(row) = rows.iter().find(|r| r.name == name) else {

@@ -152,8 +152,17 @@ impl World {
         id
     }
 
-    /// Builds and pushes an image for `sha` to `env`; returns its ECR digest.
+    /// Builds, pushes and signs (`cargo xtask sign --no-attestation`, as the workflow does
+    /// before a deploy) an image for `sha` to `env`, whose signing key `up` created; returns its
+    /// ECR digest.
     pub fn push(&self, sha: &str, env: &str) -> String {
+        let digest = self.push_unsigned(sha, env);
+        self.run(&["sign", "--env", env, "--tag", sha, "--no-attestation"]).assert_success();
+        digest
+    }
+
+    /// Builds and pushes an image for `sha` to `env` without signing it; returns its ECR digest.
+    pub fn push_unsigned(&self, sha: &str, env: &str) -> String {
         self.build(sha, false);
         let run = self.run(&["push", "--env", env]);
         run.assert_success();

@@ -3,13 +3,13 @@
 
 use anyhow::{Context, Result};
 
-use super::{Resource, State, describe_job_definition};
+use super::{KMS_KIND, Resource, State, describe_job_definition, describe_key};
 use crate::aws::{Aws, sdk_error};
 use crate::config::{BATCH_LOG_GROUP, Target};
 use crate::jobdef;
 use crate::lookup::{
-    bucket_exists, log_group_exists, read_compute_environment, read_job_queue, read_repository_uri,
-    read_role,
+    bucket_exists, log_group_exists, read_compute_environment, read_job_queue, read_key_by_alias,
+    read_repository_uri, read_role,
 };
 
 /// Reads back which of the environment's resources exist (nothing is created).
@@ -84,6 +84,13 @@ async fn read_async(aws: &Aws, target: &Target) -> Result<Vec<Resource>> {
             describe_job_definition(&def),
         ),
         None => Resource::new("batch job definition", &def_name, State::Missing, ""),
+    };
+    out.push(res);
+
+    let alias = target.signing_key_alias();
+    let res = match read_key_by_alias(&aws.kms(), &alias).await? {
+        Some(key) => Resource::new(KMS_KIND, alias, State::Exists, describe_key(&key)),
+        None => Resource::new(KMS_KIND, alias, State::Missing, ""),
     };
     out.push(res);
     Ok(out)
