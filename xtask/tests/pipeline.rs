@@ -155,6 +155,46 @@ fn the_local_pipeline_runs_end_to_end_and_a_second_run_changes_nothing() {
         .iter()
         .find(|d| d.image_digest() == Some(digest.as_str()))
         .expect("the image in ECR");
+    // The attestation decodes to the SBOM the scan wrote (ECR manifest, registry blob by curl).
+    let att = aws
+        .block_on(
+            aws.ecr()
+                .batch_get_image()
+                .repository_name(&repo)
+                .image_ids(
+                    aws_sdk_ecr::types::ImageIdentifier::builder()
+                        .image_tag(format!("sha256-{hex}.att"))
+                        .build(),
+                )
+                .accepted_media_types("application/vnd.oci.image.manifest.v1+json")
+                .send(),
+        )
+        .expect("the .att manifest");
+    let att: Value = serde_json::from_str(att.images()[0].image_manifest().expect("manifest"))
+        .expect("manifest JSON");
+    let blob = Command::new("curl")
+        .arg("-fsS")
+        .arg(format!(
+            "http://{}/v2/{repo}/blobs/{}",
+            stack.registry(),
+            att["layers"][0]["digest"].as_str().expect("layer digest")
+        ))
+        .output()
+        .expect("curl");
+    assert!(blob.status.success(), "{}", String::from_utf8_lossy(&blob.stderr));
+    let envelope: Value = serde_json::from_slice(&blob.stdout).expect("envelope JSON");
+    use base64::Engine as _;
+    let statement: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::STANDARD
+            .decode(envelope["payload"].as_str().expect("payload"))
+            .expect("base64"),
+    )
+    .expect("statement");
+    let scanned: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("xtask/scan/sbom.cdx.json")).expect("the scan's SBOM"),
+    )
+    .expect("SBOM JSON");
+    assert_eq!(statement["predicate"], scanned, "the attestation is the SBOM the scan wrote");
     let mut tags: Vec<&str> = image.image_tags().iter().map(String::as_str).collect();
     tags.sort_unstable();
     let short = format!("{}{}", &tag[..7], if tag.ends_with("-dirty") { "-dirty" } else { "" });
