@@ -356,19 +356,8 @@ impl Itest {
         upload(aws, source, run).await?;
         let batch = aws.batch();
         let id = job::submit(&batch, resolved, run, self.segment_seconds.as_deref()).await?;
-        job.submitted(&id);
-        let started = Instant::now();
         println!("submitted job {} ({id})", run.job_name);
-
-        let (detail, timed_out) = job::watch(&batch, &id, started, self.timeout).await?;
-        job.ended(&id);
-        let elapsed = started.elapsed().as_secs_f64();
-        let status = detail.status().cloned();
-        if timed_out || status != Some(JobStatus::Succeeded) {
-            return Err(self
-                .report_failure(aws, resolved, &run.job_name, &detail, timed_out, elapsed)
-                .await);
-        }
+        let elapsed = self.watch_to_success(aws, resolved, &run.job_name, &id, job).await?;
         println!("job SUCCEEDED after {elapsed:.1} s; checking {}/", run.output_uri());
 
         let (manifest, checks) = check_output(aws, source, resolved, run, ffprobe).await?;
@@ -382,6 +371,29 @@ impl Itest {
             job_seconds: elapsed,
             join,
         })
+    }
+
+    /// Watches a submitted job to its end (`job` tracks it, for Ctrl-C and errors); the seconds
+    /// it took to SUCCEED, or the error [`Itest::report_failure`] makes of any other end.
+    async fn watch_to_success(
+        &self,
+        aws: &Aws,
+        resolved: &Resolved,
+        name: &str,
+        id: &str,
+        job: &job::Tracked,
+    ) -> Result<f64> {
+        job.submitted(id);
+        let started = Instant::now();
+        let (detail, timed_out) = job::watch(&aws.batch(), id, started, self.timeout).await?;
+        job.ended(id);
+        let elapsed = started.elapsed().as_secs_f64();
+        if timed_out || detail.status() != Some(&JobStatus::Succeeded) {
+            return Err(self
+                .report_failure(aws, resolved, name, &detail, timed_out, elapsed)
+                .await);
+        }
+        Ok(elapsed)
     }
 
     /// Step 7: the join job (the split's own segments back into `joined.mp4`), watched like the
@@ -419,21 +431,12 @@ impl Itest {
 
         let batch = aws.batch();
         let id = join::submit(&batch, resolved, run).await?;
-        job.submitted(&id);
-        let started = Instant::now();
         println!(
             "submitted join job {} ({id}): {}",
             run.join_job_name,
             join::command(run).join(" ")
         );
-        let (detail, timed_out) = job::watch(&batch, &id, started, self.timeout).await?;
-        job.ended(&id);
-        let elapsed = started.elapsed().as_secs_f64();
-        if timed_out || detail.status() != Some(&JobStatus::Succeeded) {
-            return Err(self
-                .report_failure(aws, resolved, &run.join_job_name, &detail, timed_out, elapsed)
-                .await);
-        }
+        let elapsed = self.watch_to_success(aws, resolved, &run.join_job_name, &id, job).await?;
         println!(
             "join job SUCCEEDED after {elapsed:.1} s; comparing the packets of {} with {} (ffprobe)",
             run.joined_uri(),

@@ -107,6 +107,12 @@ fn sbom(world: &World) -> (PathBuf, Value) {
     (file, sbom)
 }
 
+/// The latest dev revision's `splitter:signature` tag (AWS CLI).
+fn signature_tag(world: &World) -> Option<String> {
+    let latest = world.revisions("dev").last().cloned().expect("a revision");
+    tag_of(&latest, "splitter:signature").map(str::to_owned)
+}
+
 /// The revisions of dev, to prove a refusal changed nothing.
 fn revision_numbers(world: &World) -> Vec<i64> {
     world.revisions("dev").iter().filter_map(|d| d["revision"].as_i64()).collect()
@@ -197,8 +203,7 @@ fn sign_writes_what_cosign_and_openssl_verify_and_deploy_then_accepts_it() {
     // Signed: deployed, and the revision says it was verified.
     let deploy = world.run(&["deploy", "--env", "dev", "--tag", &tag]);
     deploy.assert_success();
-    let latest = world.revisions("dev").last().cloned().expect("a revision");
-    assert_eq!(tag_of(&latest, "splitter:signature"), Some("verified"));
+    assert_eq!(signature_tag(&world), Some("verified".to_owned()));
 }
 
 #[test]
@@ -285,17 +290,15 @@ fn deploy_refuses_another_key_another_digest_and_a_tampered_payload() {
     let run = world.run(&["deploy", "--env", "dev", "--tag", &a, "--allow-unsigned"]);
     run.assert_success();
     assert!(run.stderr().contains("warning: --allow-unsigned"), "{}", run.stderr());
-    let latest = world.revisions("dev").last().cloned().expect("a revision");
     assert_eq!(
-        tag_of(&latest, "splitter:signature"),
-        Some("unverified: deployed with --allow-unsigned")
+        signature_tag(&world),
+        Some("unverified: deployed with --allow-unsigned".to_owned())
     );
 
     // Re-signing repairs it: the valid manifest is back, the deploy verifies.
     put(&sig_tag(&da), &text);
     world.run(&["deploy", "--env", "dev", "--tag", &a, "--force"]).assert_success();
-    let latest = world.revisions("dev").last().cloned().expect("a revision");
-    assert_eq!(tag_of(&latest, "splitter:signature"), Some("verified"));
+    assert_eq!(signature_tag(&world), Some("verified".to_owned()));
 }
 
 #[test]
@@ -316,6 +319,5 @@ fn rollback_refuses_an_unsigned_target() {
     assert_eq!(revision_numbers(&world), before, "nothing registered");
     // Back to A (signed): verified.
     world.run(&["rollback", "--env", "dev"]).assert_success();
-    let latest = world.revisions("dev").last().cloned().expect("a revision");
-    assert_eq!(tag_of(&latest, "splitter:signature"), Some("verified"));
+    assert_eq!(signature_tag(&world), Some("verified".to_owned()));
 }

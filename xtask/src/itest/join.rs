@@ -139,15 +139,7 @@ pub(super) async fn probe(ffprobe: &Path, file: &Path) -> Result<Result<Probed, 
             .output()
             .with_context(|| format!("cannot run {}", ffprobe.display()))?;
         if !out.status.success() {
-            let stderr = String::from_utf8_lossy(&out.stderr);
-            let why = stderr
-                .lines()
-                .rev()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .map(|l| l.trim_start_matches(&format!("{}: ", file.display())).to_owned())
-                .unwrap_or_else(|| format!("ffprobe exited with {}", out.status));
-            return Ok(Err(why));
+            return Ok(Err(super::output::ffprobe_failure(&file, &out)));
         }
         Ok(parse_probe(&String::from_utf8_lossy(&out.stdout)))
     })

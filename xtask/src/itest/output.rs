@@ -220,17 +220,22 @@ fn probe_segment(ffprobe: &Path, file: &Path) -> Result<Result<Packets, String>>
         .output()
         .with_context(|| format!("cannot run {}", ffprobe.display()))?;
     if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let why = stderr
-            .lines()
-            .rev()
-            .map(str::trim)
-            .find(|l| !l.is_empty())
-            .map(|l| l.trim_start_matches(&format!("{}: ", file.display())).to_owned())
-            .unwrap_or_else(|| format!("ffprobe exited with {}", out.status));
-        return Ok(Err(why));
+        return Ok(Err(ffprobe_failure(file, &out)));
     }
     Ok(parse_packets(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// Why ffprobe could not read `file`: its last stderr line, without the file name it starts
+/// with.
+pub(super) fn ffprobe_failure(file: &Path, out: &std::process::Output) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    stderr
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .map(|l| l.trim_start_matches(&format!("{}: ", file.display())).to_owned())
+        .unwrap_or_else(|| format!("ffprobe exited with {}", out.status))
 }
 
 /// Downloads one object, hashing it on the way (and writing it to `copy`, when given).
