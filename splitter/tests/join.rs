@@ -506,6 +506,50 @@ fn missing_resized_foreign_and_unknown_schema_are_refused() {
     join(&split, &processed, &dir.join("joined.mp4")).assert_ok();
 }
 
+/// A join stopped by SIGTERM while ffmpeg writes the joined file (its final mux slowed to real
+/// time by a wrapper script, so the temporary file is there to be caught) exits 130 and leaves
+/// neither the file nor its temporary.
+#[test]
+fn an_interrupted_join_leaves_nothing() {
+    let (dir, split, processed) = prepared("join-interrupted", 0);
+    let ffmpeg = dir.join("ffmpeg-slow-mux");
+    write_script(
+        &ffmpeg,
+        "#!/bin/sh\ncase \"$*\" in\n  *-copyts*) exec \"${SPLITTER_TEST_FFMPEG:-ffmpeg}\" -readrate 1 \"$@\" ;;\n  *) exec \"${SPLITTER_TEST_FFMPEG:-ffmpeg}\" \"$@\" ;;\nesac\n",
+    );
+    let joined = dir.join("joined.mp4");
+    let mut child = splitter_command()
+        .args(["--log-format", "text", "join", path_str(&split), path_str(&processed)])
+        .arg(&joined)
+        .env("SPLITTER_FFMPEG", &ffmpeg)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the join");
+    let temporary = |dir: &Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .expect("list")
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with(".joined.mp4.join-"))
+            .collect()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while temporary(dir.path()).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the temporary file never appeared");
+        assert!(child.try_wait().expect("poll").is_none(), "the join ended before the mux");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let kill = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    assert!(kill.expect("kill").success());
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!joined.exists(), "no joined file");
+    assert_eq!(temporary(dir.path()), Vec::<String>::new(), "the temporary file is removed");
+    // Run again without the interruption: the same inputs join.
+    join(&split, &processed, &joined).assert_ok();
+}
+
 #[test]
 fn bad_output_names_are_usage_errors() {
     let (dir, split, processed) = prepared("join-usage", 0);

@@ -247,9 +247,10 @@ fn shipped_ffmpeg(sh: &Shell, extra_args: &[String]) -> Result<()> {
 const IMAGE_SPLITTER_SUITES: [&str; 4] = ["s3", "s3_faults", "s3_streaming", "join"];
 
 /// Tests that give the splitter a shell-script ffmpeg (pacing it); the image has no shell.
-const HOST_ONLY_TESTS: [&str; 2] = [
+const HOST_ONLY_TESTS: [&str; 3] = [
     "segments_upload_while_ffmpeg_cuts_unless_sequential",
     "the_cut_pauses_while_segments_wait_for_slow_uploads",
+    "an_interrupted_join_leaves_nothing",
 ];
 
 /// What ships is what is tested, the splitter too: the S3 suites run the image's splitter
