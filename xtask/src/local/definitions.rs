@@ -39,7 +39,9 @@ pub fn trust_policy(service: &str) -> String {
     .to_string()
 }
 
-/// What the splitter job may do: read inputs and write outputs in the environment's bucket.
+/// What the splitter job may do: read inputs and write outputs in the environment's bucket,
+/// including deleting what a re-run replaces (a stale manifest first, then segments the new
+/// manifest does not list).
 pub fn job_role_policy(target: &Target) -> String {
     let bucket = target.bucket();
     serde_json::json!({
@@ -54,7 +56,12 @@ pub fn job_role_policy(target: &Target) -> String {
             {
                 "Sid": "ReadWriteData",
                 "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"],
+                "Action": [
+                    "s3:GetObject",
+                    "s3:PutObject",
+                    "s3:AbortMultipartUpload",
+                    "s3:DeleteObject"
+                ],
                 "Resource": [format!("arn:aws:s3:::{bucket}/*")]
             }
         ]
@@ -227,6 +234,59 @@ mod tests {
         assert_eq!(rules[0].action(), Some(&RetryAction::Retry));
         assert_eq!(rules[1].action(), Some(&RetryAction::Exit));
         assert_eq!(rules[1].on_reason(), Some("*"));
+    }
+
+    /// Every S3 operation the splitter sends (read from its source: `splitter/src/s3.rs` is
+    /// where all of them are) maps to an IAM action the job role allows. A new call without a
+    /// grant fails here, not in a Batch job on AWS (moto does not enforce IAM).
+    #[test]
+    fn the_job_role_allows_every_s3_call_of_the_splitter() {
+        let source = include_str!("../../../splitter/src/s3.rs");
+        let policy: serde_json::Value =
+            serde_json::from_str(&job_role_policy(&target())).expect("json");
+        // `.get_object()`, `.list_objects_v2()`: the fluent builders of aws-sdk-s3.
+        let known = [
+            "get_object",
+            "head_object",
+            "put_object",
+            "create_multipart_upload",
+            "upload_part",
+            "complete_multipart_upload",
+            "abort_multipart_upload",
+            "delete_object",
+            "list_objects_v2",
+            "copy_object",
+            "delete_objects",
+            "list_parts",
+        ];
+        let operations: Vec<String> = known
+            .iter()
+            .filter(|name| source.contains(&format!(".{name}()")))
+            .map(|name| {
+                name.split('_')
+                    .map(|w| {
+                        let mut c = w.chars();
+                        c.next()
+                            .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+                            .unwrap_or_default()
+                    })
+                    .collect()
+            })
+            .collect();
+        assert!(operations.len() >= 8, "the splitter's S3 calls were found: {operations:?}");
+        for op in &operations {
+            let action = crate::iam_policy::iam_action("S3", op)
+                .expect("mapped")
+                .unwrap_or_else(|| panic!("no IAM action known for S3:{op}"));
+            assert!(
+                crate::iam_policy::allowing_statement(&policy, &action).is_some(),
+                "the job role does not allow {action} (the splitter calls S3:{op})"
+            );
+        }
+        // Planted: without DeleteObject the check fails.
+        let without = job_role_policy(&target()).replace("\"s3:DeleteObject\"", "\"s3:Nothing\"");
+        let without: serde_json::Value = serde_json::from_str(&without).expect("json");
+        assert!(crate::iam_policy::allowing_statement(&without, "s3:DeleteObject").is_none());
     }
 
     #[test]
