@@ -214,9 +214,8 @@ async fn read_manifest(split: &Store) -> Result<Manifest> {
 
 /// "1/12800" → (1, 12800).
 fn time_base(text: &str) -> Result<(i64, u32)> {
-    let parsed = text.split_once('/').and_then(|(n, d)| Some((n.parse().ok()?, d.parse().ok()?)));
-    match parsed {
-        Some((n, d)) if n > 0 && d > 0 => Ok((n, d)),
+    match crate::timestamps::parse_rational(text).map(|(n, d)| (n, u32::try_from(d))) {
+        Some((n, Ok(d))) => Ok((n, d)),
         _ => Err(fail(Kind::NotAVideo, format!("the manifest's time base {text:?} is not N/D"))),
     }
 }

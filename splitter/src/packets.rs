@@ -35,10 +35,7 @@ pub struct PacketLog {
 }
 
 fn parse_time_base(line: &str) -> Option<(i64, i64)> {
-    let rest = line.strip_prefix("#tb 0:")?.trim();
-    let (n, d) = rest.split_once('/')?;
-    let (n, d) = (n.trim().parse().ok()?, d.trim().parse().ok()?);
-    (n > 0 && d > 0).then_some((n, d))
+    crate::timestamps::parse_rational(line.strip_prefix("#tb 0:")?)
 }
 
 /// One packet line of a listing.

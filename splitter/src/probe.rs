@@ -156,10 +156,7 @@ pub fn normalize_rotation(ccw: f64) -> i32 {
 }
 
 fn rational(v: Option<&Value>) -> Option<(i64, i64)> {
-    let s = v?.as_str()?;
-    let (n, d) = s.split_once('/')?;
-    let (n, d) = (n.trim().parse().ok()?, d.trim().parse().ok()?);
-    (d != 0 && n != 0).then_some((n, d))
+    crate::timestamps::parse_rational(v?.as_str()?)
 }
 
 fn number<T: std::str::FromStr>(v: Option<&Value>) -> Option<T> {

@@ -14,6 +14,13 @@ use sha2::{Digest, Sha256};
 
 use crate::hash::hex;
 
+/// `"N/D"` (a time base, a frame rate) with both terms positive.
+pub fn parse_rational(text: &str) -> Option<(i64, i64)> {
+    let (n, d) = text.split_once('/')?;
+    let (n, d) = (n.trim().parse().ok()?, d.trim().parse().ok()?);
+    (n > 0 && d > 0).then_some((n, d))
+}
+
 /// One packet's timestamps as a demuxer delivers them (decode order).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Stamp {

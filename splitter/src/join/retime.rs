@@ -104,20 +104,16 @@ pub fn retime(
         pts.extend(new);
         at += owned.len();
     }
-    let mut sorted = pts.clone();
-    sorted.sort_unstable();
-    if let Some(w) = sorted.windows(2).position(|w| w[0] >= w[1]) {
+    // Each segment's times ascend (checked above); the segments follow each other, so their
+    // concatenation is every presentation time in order.
+    if let Some(i) = segments.windows(2).position(|w| match (w[0].last(), w[1].first()) {
+        (Some(last), Some(first)) => last >= first,
+        _ => false,
+    }) {
         // Segments overlap in time: the split's own ranges are contiguous, so this is a bug.
-        let segment = segments
-            .iter()
-            .scan(0usize, |n, s| {
-                *n += s.len();
-                Some(*n)
-            })
-            .position(|n| n > w)
-            .unwrap_or(0);
-        return Err(RetimeError::SourceOrder { segment });
+        return Err(RetimeError::SourceOrder { segment: i + 1 });
     }
+    let sorted = segments.concat();
     // The decode time of the k-th sample is the k-th presentation time, moved back by the
     // largest reordering delay, so it is never after the sample's own pts.
     let delay = sorted.iter().zip(&pts).map(|(s, p)| s - p).max().unwrap_or(0);
