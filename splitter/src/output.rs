@@ -40,7 +40,17 @@ impl WorkDir {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.path);
+        // On an interrupt the directory is dropped while a killed ffmpeg (SIGKILL is delivered
+        // asynchronously) may still create a file in it: removal then fails with "directory
+        // not empty", so it is tried again for a moment.
+        for _ in 0..50 {
+            match std::fs::remove_dir_all(&self.path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                _ => return,
+            }
+        }
     }
 }
 
