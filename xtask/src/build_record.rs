@@ -34,6 +34,24 @@ impl BuildRecord {
         crate::xtask_dir().join("image.json")
     }
 
+    /// The image tag a command works on: `--tag` when given, else the build record's primary
+    /// tag; one line saying what to do when there is neither (`deploy`, `sign`).
+    pub fn tag_or_recorded(tag: Option<&str>) -> anyhow::Result<String> {
+        if let Some(tag) = tag.filter(|t| !t.trim().is_empty()) {
+            return Ok(tag.to_owned());
+        }
+        let record = BuildRecord::load().map_err(|_| {
+            anyhow::anyhow!(
+                "no --tag given and no build record ({}): pass --tag SHA of a pushed image, or run \
+                 `cargo xtask image` and `cargo xtask push` first",
+                BuildRecord::path().display()
+            )
+        })?;
+        record.tags.first().cloned().ok_or_else(|| {
+            anyhow::anyhow!("the build record has no tag: rerun `cargo xtask image`")
+        })
+    }
+
     /// `repository:tag` of the primary tag.
     pub fn image_ref(&self) -> String {
         format!("{}:{}", self.repository, self.tags[0])

@@ -72,21 +72,7 @@ impl RegisterFlags {
 
 impl Deploy {
     pub fn run(self, _sh: &Shell) -> Result<()> {
-        let tag = match self.tag.clone().filter(|t| !t.trim().is_empty()) {
-            Some(tag) => tag,
-            None => BuildRecord::load()
-                .map_err(|_| {
-                    anyhow::anyhow!(
-                        "no --tag given and no build record ({}): pass --tag SHA of a pushed image, or run \
-                         `cargo xtask image` and `cargo xtask push` first",
-                        BuildRecord::path().display()
-                    )
-                })?
-                .tags
-                .first()
-                .cloned()
-                .ok_or_else(|| anyhow::anyhow!("the build record has no tag: rerun `cargo xtask image`"))?,
-        };
+        let tag = BuildRecord::tag_or_recorded(self.tag.as_deref())?;
         let aws = Aws::load(&self.target.region)?;
         let registry = Registry::from_env(&aws)?;
         let change =

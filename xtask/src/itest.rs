@@ -157,6 +157,18 @@ impl JoinOutcome {
     }
 }
 
+/// What steps 2 to 7 work on: the clients, the video, what preflight resolved, the run's
+/// names, the host's ffprobe and the job being tracked (for Ctrl-C and errors).
+#[derive(Debug, Clone, Copy)]
+struct Ctx<'a> {
+    aws: &'a Aws,
+    source: &'a Source,
+    resolved: &'a Resolved,
+    run: &'a Run,
+    ffprobe: &'a Path,
+    job: &'a job::Tracked,
+}
+
 /// Where the run's objects go and what the job is called.
 #[derive(Debug, Clone)]
 struct Run {
@@ -226,8 +238,14 @@ impl Itest {
 
         // Steps 2 to 6, until Ctrl-C; a job an error leaves running is terminated.
         let job = job::Tracked::default();
-        let result = aws
-            .block_on(job::or_ctrl_c(self.run_job(&aws, &source, &resolved, &run, &ffprobe, &job)));
+        let result = aws.block_on(job::or_ctrl_c(self.run_job(Ctx {
+            aws: &aws,
+            source: &source,
+            resolved: &resolved,
+            run: &run,
+            ffprobe: &ffprobe,
+            job: &job,
+        })));
         if let Err(err) = &result {
             job.terminate_if_running(&aws, err);
         }
@@ -344,15 +362,8 @@ impl Itest {
 
     /// Steps 2 to 6; `job` knows the job once it is submitted, and whether it ended, so that it
     /// does not run on when these stop early (Ctrl-C, a failed AWS call).
-    async fn run_job(
-        &self,
-        aws: &Aws,
-        source: &Source,
-        resolved: &Resolved,
-        run: &Run,
-        ffprobe: &Path,
-        job: &job::Tracked,
-    ) -> Result<Outcome> {
+    async fn run_job(&self, ctx: Ctx<'_>) -> Result<Outcome> {
+        let Ctx { aws, source, resolved, run, ffprobe, job } = ctx;
         upload(aws, source, run).await?;
         let batch = aws.batch();
         let id = job::submit(&batch, resolved, run, self.segment_seconds.as_deref()).await?;
@@ -361,7 +372,7 @@ impl Itest {
         println!("job SUCCEEDED after {elapsed:.1} s; checking {}/", run.output_uri());
 
         let (manifest, checks) = check_output(aws, source, resolved, run, ffprobe).await?;
-        let join = self.join_back(aws, source, resolved, run, ffprobe, &manifest, job).await?;
+        let join = self.join_back(ctx, &manifest).await?;
         Ok(Outcome {
             job_id: id,
             job_definition: format!("{}:{}", resolved.job_definition, resolved.revision),
@@ -399,17 +410,8 @@ impl Itest {
     /// Step 7: the join job (the split's own segments back into `joined.mp4`), watched like the
     /// split's, and the joined file's packets against the video's; skipped (with the reason
     /// printed) when that cannot give back the source.
-    #[allow(clippy::too_many_arguments)]
-    async fn join_back(
-        &self,
-        aws: &Aws,
-        source: &Source,
-        resolved: &Resolved,
-        run: &Run,
-        ffprobe: &Path,
-        manifest: &Manifest,
-        job: &job::Tracked,
-    ) -> Result<JoinOutcome> {
+    async fn join_back(&self, ctx: Ctx<'_>, manifest: &Manifest) -> Result<JoinOutcome> {
+        let Ctx { aws, source, resolved, run, ffprobe, job } = ctx;
         if self.no_join {
             println!("join skipped (--no-join)");
             return Ok(JoinOutcome::Skipped("--no-join".to_owned()));

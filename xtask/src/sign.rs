@@ -27,7 +27,6 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use sha2::{Digest, Sha256};
 use xshell::Shell;
 
 use crate::aws::Aws;
@@ -95,29 +94,11 @@ impl Sign {
 
     /// Signs; `None` for a dry run.
     pub fn execute(&self) -> Result<Option<Signed>> {
-        let tag = self.image_tag()?;
+        let tag = BuildRecord::tag_or_recorded(self.tag.as_deref())?;
         let sbom = self.sbom()?;
         let aws = Aws::load(&self.target.region)?;
         let registry = Registry::from_env(&aws)?;
         aws.block_on(self.sign(&aws, &registry, &tag, sbom))
-    }
-
-    fn image_tag(&self) -> Result<String> {
-        if let Some(tag) = self.tag.clone().filter(|t| !t.trim().is_empty()) {
-            return Ok(tag);
-        }
-        let record = BuildRecord::load().map_err(|_| {
-            anyhow::anyhow!(
-                "no --tag given and no build record ({}): pass --tag SHA of a pushed image, or run \
-                 `cargo xtask image` and `cargo xtask push` first",
-                BuildRecord::path().display()
-            )
-        })?;
-        record
-            .tags
-            .first()
-            .cloned()
-            .context("the build record has no tag: rerun `cargo xtask image`")
     }
 
     /// The SBOM to attest, parsed (`None`: `--no-attestation`).
@@ -158,7 +139,8 @@ impl Sign {
         let digest = image_digest(&ecr, &repo, tag, &self.target).await?;
         let reference = docker_reference(registry, &repo);
         let alias = self.target.signing_key_alias();
-        let key = SigningKey::load(&aws.kms(), &alias).await?;
+        let kms = aws.kms();
+        let key = SigningKey::load(&kms, &alias).await?;
         println!("sign {reference}@{digest} ({tag}) with {alias} (key {})", key.key_id);
         let dry = DryRun::new(self.dry_run).nested();
 
@@ -183,7 +165,7 @@ impl Sign {
                 let stored = dry.call(what, || Ok(()))?;
                 if stored.is_some() {
                     let payload = cosign::simple_signing_payload(&reference, &digest);
-                    let signature = key.sign(&aws.kms(), &payload).await?;
+                    let signature = key.sign(&kms, &payload).await?;
                     let artifact = cosign::signature_artifact(&reference, &digest, &signature)?;
                     let outcome = store(&ecr, registry, &repo, &artifact).await?;
                     println!("  signature  {sig_tag} stored ({}, {outcome:?})", artifact.digest);
@@ -198,7 +180,8 @@ impl Sign {
             Some((path, sbom)) => {
                 let att_tag = cosign::attestation_tag(&digest)?;
                 let statement = cosign::statement(&reference, &digest, &sbom)?;
-                let statement_sha = hex_sha256(&statement);
+                let statement_sha =
+                    ecr::sha256_digest(&statement).trim_start_matches("sha256:").to_owned();
                 let existing = ecr::get_manifest(&ecr, &repo, &att_tag).await?;
                 // Trivy's SBOM of the same image differs run to run (serial number, time,
                 // bom-refs): an attestation `sign` stored for this digest is kept.
@@ -217,7 +200,7 @@ impl Sign {
                     let stored = dry.call(what, || Ok(()))?;
                     if stored.is_some() {
                         let pae = cosign::pae(cosign::IN_TOTO_PAYLOAD_TYPE, &statement);
-                        let signature = key.sign(&aws.kms(), &pae).await?;
+                        let signature = key.sign(&kms, &pae).await?;
                         let envelope = cosign::envelope(&statement, &signature);
                         let mut artifact = cosign::attestation_artifact(&digest, &envelope)?;
                         annotate(&mut artifact, &statement_sha)?;
@@ -272,10 +255,6 @@ async fn store(
         digest: artifact.digest.clone(),
     };
     registry.put_artifact(ecr, repo, &artifact.blobs, &manifest, &artifact.tag).await
-}
-
-fn hex_sha256(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The statement digest an `.att` manifest records.
