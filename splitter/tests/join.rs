@@ -82,19 +82,26 @@ fn audio_offsets(path: &Path) -> Vec<i64> {
 
 /// The md5 of every packet of audio stream `index` (stream copy, no timestamps).
 fn audio_packets(path: &Path, index: usize) -> Vec<String> {
-    let map = format!("0:a:{index}");
+    framemd5_lines(path, &format!("0:a:{index}"))
+        .iter()
+        // stream, dts, pts, duration, size, md5 of the data[, side data]
+        .map(|l| l.split(',').nth(5).unwrap_or("").trim().to_string())
+        .collect()
+}
+
+/// The packet lines (`framemd5`, stream copy) of the stream `map` selects.
+fn framemd5_lines(path: &Path, map: &str) -> Vec<String> {
     let out = Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-i"])
         .arg(path)
-        .args(["-map", &map, "-c", "copy", "-f", "framemd5", "-"])
+        .args(["-map", map, "-c", "copy", "-f", "framemd5", "-"])
         .output()
         .expect("ffmpeg");
     assert!(out.status.success());
     String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter(|l| !l.starts_with('#'))
-        // stream, dts, pts, duration, size, md5 of the data[, side data]
-        .map(|l| l.split(',').nth(5).unwrap_or("").trim().to_string())
+        .map(str::to_string)
         .collect()
 }
 
@@ -366,18 +373,7 @@ fn colour_metadata_is_the_first_segments() {
 
 /// Video packets (data and timestamps) as ffmpeg's stream copy delivers them.
 fn video_packets(path: &Path) -> Vec<String> {
-    let out = Command::new("ffmpeg")
-        .args(["-nostdin", "-loglevel", "error", "-i"])
-        .arg(path)
-        .args(["-map", "0:v:0", "-c", "copy", "-f", "framemd5", "-"])
-        .output()
-        .expect("ffmpeg");
-    assert!(out.status.success());
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(str::to_string)
-        .collect()
+    framemd5_lines(path, "0:v:0")
 }
 
 #[test]
