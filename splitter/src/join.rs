@@ -155,15 +155,7 @@ pub async fn join(opts: &JoinOptions) -> Result<Joined> {
     let mut audio = Vec::new();
     for entry in &manifest.audio {
         let name = format!("audio-{}", entry.stream_index);
-        let path = split.locate(&entry.path, &name, work.path()).await?.ok_or_else(|| {
-            fail(
-                Kind::InputUnreadable,
-                format!(
-                    "{} is missing: the split output is incomplete",
-                    split.describe(&entry.path)
-                ),
-            )
-        })?;
+        let path = split_file(&split, &entry.path, &name, work.path()).await?;
         audio.push((path, entry.language.clone()));
     }
     let bytes = publish(&tools, &video, &facts.codec, &audio, format, &output_at, opts).await?;
@@ -210,6 +202,16 @@ async fn read_manifest(split: &Store) -> Result<Manifest> {
         return Err(fail(Kind::NotAVideo, format!("{path}: {problem}")));
     }
     Ok(manifest)
+}
+
+/// A file the split's manifest lists, local (S3: downloaded to `work/name`); missing, one line.
+async fn split_file(split: &Store, relative: &str, name: &str, work: &Path) -> Result<PathBuf> {
+    split.locate(relative, name, work).await?.ok_or_else(|| {
+        fail(
+            Kind::InputUnreadable,
+            format!("{} is missing: the split output is incomplete", split.describe(relative)),
+        )
+    })
 }
 
 /// "1/12800" → (1, 12800).
@@ -325,16 +327,7 @@ async fn source_times(
                     let mut paths = Vec::new();
                     for segment in part {
                         let name = format!("split-{}", segment.index);
-                        let path =
-                            split.locate(&segment.path, &name, work).await?.ok_or_else(|| {
-                                fail(
-                                    Kind::InputUnreadable,
-                                    format!(
-                                        "{} is missing: the split output is incomplete",
-                                        split.describe(&segment.path)
-                                    ),
-                                )
-                            })?;
+                        let path = split_file(split, &segment.path, &name, work).await?;
                         paths.push(path);
                     }
                     anyhow::Ok(paths)
