@@ -130,12 +130,19 @@ pub const NODE: Tool =
 pub const NPM: Tool =
     Tool { name: "npm", check: Check::Program("npm"), install: Install::Apt("npm") };
 
+/// The signing tests check every signature with `openssl dgst -verify`.
+pub const OPENSSL: Tool =
+    Tool { name: "openssl", check: Check::Program("openssl"), install: Install::Apt("openssl") };
+/// The signing tests read `.sig`/`.att` blobs from the local registry with curl.
+pub const CURL: Tool =
+    Tool { name: "curl", check: Check::Program("curl"), install: Install::Apt("curl") };
+
 /// What `cargo xtask local up` needs.
 /// ffmpeg: itest lists each segment's packets with the host's ffprobe.
 pub const LOCAL_STACK: &[Tool] = &[DOCKER, REGISTRY, DEBOOTSTRAP, MOTO, FFMPEG];
 /// What `cargo xtask test` needs: everything the tests use.
 pub const ALL: &[Tool] =
-    &[DOCKER, REGISTRY, DEBOOTSTRAP, FFMPEG, MOTO, TRIVY, AWSCLI, ZIZMOR, NODE, NPM];
+    &[DOCKER, REGISTRY, DEBOOTSTRAP, FFMPEG, MOTO, TRIVY, AWSCLI, ZIZMOR, NODE, NPM, OPENSSL, CURL];
 
 /// The Python interpreter whose `pip` installs and whose `moto` runs (`SPLITTER_PYTHON`,
 /// default `python3`).
