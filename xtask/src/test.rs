@@ -206,8 +206,17 @@ fn tests_base_image() -> String {
 /// The splitter's suites that exercise ffmpeg: every container and codec, bad inputs, the
 /// command line, S3, an S3 input read on ffmpeg's stdin while it downloads, and many segments
 /// listed by one ffmpeg run.
-const SHIPPED_FFMPEG_SUITES: [&str; 8] =
-    ["kinds", "bad_inputs", "cli", "mp4_index", "s3", "s3_streaming", "scale", "join"];
+const SHIPPED_FFMPEG_SUITES: [&str; 9] = [
+    "kinds",
+    "bad_inputs",
+    "cli",
+    "mp4_index",
+    "s3",
+    "s3_streaming",
+    "scale",
+    "join",
+    "context_frames",
+];
 
 /// What ships is what is tested: builds the image, takes its ffmpeg and ffprobe out (static
 /// binaries, they run on the host) and runs the splitter's ffmpeg-facing suites against them.
